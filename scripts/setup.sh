@@ -84,8 +84,9 @@ if [[ ! -f "$STAMPS/strops-$strops_hash" ]] || ! "$VENV/bin/python" -c "import s
     log "building strops (Rust) with maturin"
     # pyo3 0.17 knows Pythons up to 3.11; the abi3 build runs on newer ones too.
     export PYO3_USE_ABI3_FORWARD_COMPATIBILITY=1
-    "$VENV/bin/maturin" build --release --quiet -m strops-rs/Cargo.toml --out strops-rs/target/wheels-out \
-        --interpreter "$VENV/bin/python"
+    # Run from inside strops-rs: cargo finds .cargo/config.toml from its working directory.
+    (cd strops-rs && "$VENV/bin/maturin" build --release --quiet --out target/wheels-out \
+        --interpreter "$VENV/bin/python")
     "${pip[@]}" install --force-reinstall --no-deps strops-rs/target/wheels-out/strops-*.whl
     rm -rf strops-rs/target/wheels-out
     rm -f "$STAMPS"/strops-*

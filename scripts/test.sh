@@ -11,6 +11,15 @@ ruff format --check .
 echo "== basedpyright"
 basedpyright
 echo "== cargo test (strops)"
-(cd strops-rs && PYO3_USE_ABI3_FORWARD_COMPATIBILITY=1 cargo test --quiet --no-default-features)
+(
+    cd strops-rs
+    if cargo clippy --version >/dev/null 2>&1 && cargo fmt --version >/dev/null 2>&1; then
+        cargo fmt --check
+        PYO3_PYTHON="$PWD/../.venv/bin/python" cargo clippy --quiet --all-targets --features python -- -D warnings
+    else
+        echo "note: rustfmt/clippy not installed with this Rust toolchain; Rust lint not run"
+    fi
+    cargo test --quiet
+)
 echo "== pytest"
 python -m pytest "$@"
