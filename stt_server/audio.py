@@ -1,0 +1,106 @@
+"""PCM decoding, down-mixing and resampling to the pipeline's 16 kHz mono float32."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+import numpy.typing as npt
+import soxr
+
+from stt_server.config import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from stt_server.protocol import ErrorCode, ProtocolError
+
+SAMPLE_RATE = 16000
+
+Audio = npt.NDArray[np.float32]
+
+
+def decode_base64(samples: str) -> bytes:
+    try:
+        return base64.b64decode(samples, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ProtocolError(
+            ErrorCode.INVALID_BASE64, f"samples is not valid base64: {exc}"
+        ) from exc
+
+
+def check_format(sample_rate: int, channels: int) -> None:
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_SAMPLE_RATE,
+            f"sampleRate {sample_rate} is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz",
+        )
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_CHANNELS, f"channels {channels} is outside 1..{MAX_CHANNELS}"
+        )
+
+
+def decode_pcm16(data: bytes, channels: int) -> npt.NDArray[np.float32]:
+    """16-bit little-endian interleaved PCM → float32 array of shape (frames, channels)."""
+    frame_bytes = 2 * channels
+    if len(data) % frame_bytes:
+        raise ProtocolError(
+            ErrorCode.INVALID_AUDIO,
+            f"{len(data)} bytes is not a whole number of {channels}-channel 16-bit frames",
+        )
+    pcm = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    return pcm.reshape(-1, channels)
+
+
+def downmix(frames: npt.NDArray[np.float32]) -> Audio:
+    """(frames, channels) → mono by averaging channels."""
+    if frames.ndim == 1:
+        return frames.astype(np.float32, copy=False)
+    return frames.mean(axis=1, dtype=np.float32)
+
+
+def resample(audio: Audio, in_rate: int, out_rate: int = SAMPLE_RATE) -> Audio:
+    """Whole-signal resampling (soxr, high quality)."""
+    if in_rate == out_rate:
+        return audio.astype(np.float32, copy=False)
+    return soxr.resample(audio, in_rate, out_rate, quality="HQ").astype(np.float32, copy=False)
+
+
+def encode_pcm16(audio: npt.NDArray[np.floating]) -> bytes:
+    """float in [-1, 1] (any shape; interleaved when 2-D) → 16-bit little-endian PCM."""
+    clipped = np.clip(np.asarray(audio, dtype=np.float64), -1.0, 32767 / 32768)
+    return (np.round(clipped * 32768.0)).astype("<i2").tobytes()
+
+
+class StreamConverter:
+    """One session's stream of PCM messages → 16 kHz mono float32, continuous across messages.
+
+    soxr keeps filter state between calls so message boundaries leave no clicks; a change of
+    input rate mid-stream flushes the old resampler and starts a new one.
+    """
+
+    def __init__(self) -> None:
+        self._rate = SAMPLE_RATE
+        self._stream: soxr.ResampleStream | None = None
+
+    def convert(self, data: bytes, sample_rate: int, channels: int) -> Audio:
+        check_format(sample_rate, channels)
+        mono = downmix(decode_pcm16(data, channels))
+        head = self._switch(sample_rate)
+        out = mono if self._stream is None else self._stream.resample_chunk(mono)
+        return np.concatenate([head, out]) if head.size else out
+
+    def flush(self) -> Audio:
+        return self._switch(SAMPLE_RATE)
+
+    def _switch(self, rate: int) -> Audio:
+        if rate == self._rate:
+            return np.zeros(0, np.float32)
+        tail = np.zeros(0, np.float32)
+        if self._stream is not None:
+            tail = self._stream.resample_chunk(np.zeros(0, np.float32), last=True)
+        self._rate = rate
+        self._stream = (
+            None
+            if rate == SAMPLE_RATE
+            else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        )
+        return tail.astype(np.float32, copy=False)

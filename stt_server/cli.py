@@ -1,0 +1,156 @@
+"""`stt-server` command line: flags (with `STT_*` environment defaults) → load model → serve."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from stt_server.config import SESSION_FLAGS, ServerSettings, SessionSettings, env_name
+from stt_server.engines.base import ENGINES, EngineLoadError, load_engine
+
+
+def _env(name: str, fallback: str) -> str:
+    return os.environ.get(name, fallback)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = ServerSettings()
+    p = argparse.ArgumentParser(
+        prog="stt-server",
+        description="Real-time speech-to-text WebSocket server. Every flag also reads an "
+        "environment variable (shown in brackets).",
+    )
+    p.add_argument("--host", default=_env("STT_HOST", d.host), help="[STT_HOST]")
+    p.add_argument(
+        "--port", type=int, default=int(_env("STT_PORT", str(d.port))), help="[STT_PORT]"
+    )
+    p.add_argument(
+        "--engine", choices=ENGINES, default=_env("STT_ENGINE", d.engine), help="[STT_ENGINE]"
+    )
+    p.add_argument(
+        "--model",
+        default=os.environ.get("STT_MODEL"),
+        help="checkpoint directory or hub id (canary-qwen default: nvidia/canary-qwen-2.5b; "
+        "whisper: a CTranslate2 model directory) [STT_MODEL]",
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cuda", "cpu"),
+        default=_env("STT_DEVICE", "auto"),
+        help="auto = cuda when available [STT_DEVICE]",
+    )
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=int(_env("STT_MAX_BATCH_SIZE", str(d.max_batch_size))),
+        help="chunks from all sessions per inference batch [STT_MAX_BATCH_SIZE]",
+    )
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=float(_env("STT_BATCH_WAIT_MS", str(d.batch_wait_ms))),
+        help="how long the worker waits to fill a batch [STT_BATCH_WAIT_MS]",
+    )
+    p.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=int(_env("STT_MAX_MESSAGE_BYTES", str(d.max_message_bytes))),
+        help="larger client messages get MESSAGE_TOO_LARGE [STT_MAX_MESSAGE_BYTES]",
+    )
+    p.add_argument(
+        "--queue-size",
+        type=int,
+        default=int(_env("STT_QUEUE_SIZE", str(d.queue_size))),
+        help="bound of each stage's input queue [STT_QUEUE_SIZE]",
+    )
+    p.add_argument(
+        "--log-level", default=_env("STT_LOG_LEVEL", d.log_level), help="[STT_LOG_LEVEL]"
+    )
+    session = p.add_argument_group(
+        "per-session defaults (clients may override them with camelCase query parameters)"
+    )
+    defaults = SessionSettings()
+    for name, flag in SESSION_FLAGS.items():
+        info = SessionSettings.model_fields[name]
+        session.add_argument(
+            f"--{flag}",
+            dest=name,
+            type=float,
+            default=float(_env(env_name(name), str(getattr(defaults, name)))),
+            help=f"query ?{info.alias} [{env_name(name)}]",
+        )
+    return p
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def parse_settings(argv: Sequence[str] | None = None) -> ServerSettings:
+    """Flags and environment → validated settings; exits with a message on bad values."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        session = SessionSettings(**{name: getattr(args, name) for name in SESSION_FLAGS})
+    except ValidationError as exc:
+        parser.error(f"invalid session defaults: {exc}")
+    return ServerSettings(
+        host=args.host,
+        port=args.port,
+        engine=args.engine,
+        model=args.model,
+        device=resolve_device(args.device),
+        max_batch_size=args.max_batch_size,
+        batch_wait_ms=args.batch_wait_ms,
+        max_message_bytes=args.max_message_bytes,
+        queue_size=args.queue_size,
+        log_level=args.log_level,
+        session=session,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_settings(argv)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    log = logging.getLogger("stt_server")
+    log.info(
+        "loading engine=%s model=%s device=%s", settings.engine, settings.model, settings.device
+    )
+    try:
+        engine = load_engine(settings.engine, settings.model, settings.device)
+    except EngineLoadError as exc:
+        print(f"stt-server: cannot start: {exc}", file=sys.stderr)
+        return 2
+
+    import uvicorn
+
+    from stt_server.server import create_app
+
+    app = create_app(settings, engine=engine)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        # Above our own limit, so oversized messages get MESSAGE_TOO_LARGE, not a dropped socket.
+        ws_max_size=max(16 << 20, 4 * settings.max_message_bytes),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
