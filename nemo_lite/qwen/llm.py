@@ -1,0 +1,37 @@
+"""The LLM half: `transformers`' Qwen3ForCausalLM wrapped by `peft` LoRA, built without weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import Qwen3Config, Qwen3ForCausalLM
+from transformers.models.qwen3.modeling_qwen3 import Qwen3RotaryEmbedding
+
+
+def build_llm(llm_config: dict[str, Any], lora: dict[str, Any]) -> PeftModel:
+    """Qwen3 from its `config.json` dict, LoRA from SALM's `lora` dict (a peft LoraConfig).
+
+    Built on the current default device (use `torch.device("meta")` before loading weights).
+    State-dict keys come out as SALM saves them: `base_model.model.model.layers.{i}...`.
+    """
+    config = Qwen3Config.from_dict({**llm_config, "attn_implementation": "sdpa"})
+    model = Qwen3ForCausalLM(config)
+    lora_config = LoraConfig(**{"task_type": "CAUSAL_LM", **lora})
+    peft_model = get_peft_model(model, lora_config)
+    peft_model.eval()
+    return peft_model
+
+
+def qwen_model(llm: PeftModel) -> Qwen3ForCausalLM:
+    inner = llm.base_model.model
+    assert isinstance(inner, Qwen3ForCausalLM)
+    return inner
+
+
+def rebuild_rotary(llm: PeftModel, device: torch.device) -> None:
+    """Recompute RoPE frequencies: non-persistent buffers are not in the checkpoint."""
+    inner = qwen_model(llm)
+    with torch.device(device):
+        inner.model.rotary_emb = Qwen3RotaryEmbedding(config=inner.config)
