@@ -21,6 +21,9 @@ apt_missing=()
 command -v espeak-ng >/dev/null 2>&1 || apt_missing+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || apt_missing+=(sox libsox-fmt-all)
 command -v cargo >/dev/null 2>&1 || apt_missing+=(cargo rustc)
+# tests/nix: nix-instantiate parses and evaluates the Nix files, systemd-analyze checks deploy/.
+command -v nix-instantiate >/dev/null 2>&1 || apt_missing+=(nix-bin)
+command -v systemd-analyze >/dev/null 2>&1 || apt_missing+=(systemd)
 
 # Can cargo reach crates.io? If not (our sandboxed machines), build strops against Debian's
 # packaged Rust crates instead, through a local source replacement.
