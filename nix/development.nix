@@ -30,7 +30,8 @@ in
       pkgs.sox
       pkgs.py-spy
     ];
-    env.PYO3_USE_ABI3_FORWARD_COMPATIBILITY = "1";
+    # pyo3 0.17 knows CPython up to 3.11; strops is an abi3 build.
+    PYO3_USE_ABI3_FORWARD_COMPATIBILITY = "1";
     shellHook = pkgs.lib.optionalString (!hasStrops) ''
       echo "stt-server shell: strops is not in this shell (no strops-rs/Cargo.lock); build it with maturin." >&2
     '';
@@ -47,6 +48,7 @@ in
       pkgs.maturin
       python
     ];
-    env.PYO3_USE_ABI3_FORWARD_COMPATIBILITY = "1";
+    # pyo3 0.17 knows CPython up to 3.11; strops is an abi3 build.
+    PYO3_USE_ABI3_FORWARD_COMPATIBILITY = "1";
   };
 }

@@ -10,6 +10,8 @@
   lib,
   buildPythonPackage,
   rustPlatform,
+  cargo,
+  rustc,
   cargoLockFile ? ../../strops-rs/Cargo.lock,
 }:
 
@@ -28,7 +30,7 @@ in
 buildPythonPackage {
   pname = "strops";
   version = "0.1.0";
-  format = "pyproject";
+  pyproject = true;
 
   src = lib.fileset.toSource {
     root = ../../strops-rs;
@@ -50,6 +52,8 @@ buildPythonPackage {
   nativeBuildInputs = [
     rustPlatform.cargoSetupHook
     rustPlatform.maturinBuildHook
+    cargo
+    rustc
   ];
 
   # pyo3 0.17 knows CPython up to 3.11; the abi3-py311 build is valid on newer interpreters.

@@ -154,4 +154,18 @@ def test_dev_shells(nix: Nix) -> None:
         assert tool in default["packages"]
     for tool in ("pkgs.cargo", "pkgs.rustc", "pkgs.clippy", "pkgs.maturin", "pkgs.python3"):
         assert tool in result["strops"]
-    assert default["env"]["PYO3_USE_ABI3_FORWARD_COMPATIBILITY"] == "1"
+    assert default["PYO3_USE_ABI3_FORWARD_COMPATIBILITY"] == "1"
+
+
+def test_default_shell_has_strops_exactly_when_a_lock_exists(nix: Nix) -> None:
+    # strops-rs/Cargo.lock is untracked: cargo writes it on hosts that reach crates.io.
+    shell = flake(nix, "out.devShells.x86_64-linux.default.shell")
+    strops = {"calledPackage": str(ROOT / "nix" / "packages" / "strops.nix")}
+    in_env = [p for p in shell["packages"][0]["pythonEnvWith"] if isinstance(p, dict)]
+    has_strops = any(p.get("calledPackage") == strops["calledPackage"] for p in in_env)
+    if (ROOT / "strops-rs" / "Cargo.lock").exists():
+        assert has_strops
+        assert shell["shellHook"] == ""
+    else:
+        assert not has_strops
+        assert "no strops-rs/Cargo.lock" in shell["shellHook"]

@@ -87,6 +87,8 @@ def strops(nix: Nix, lock: Path) -> dict[str, Any]:
         in import {PACKAGES / "strops.nix"} {{
           inherit (stubs) lib rustPlatform;
           inherit (stubs.python3Packages) buildPythonPackage;
+          cargo = "cargo";
+          rustc = "rustc";
           cargoLockFile = {lock};
         }}
         """
@@ -101,7 +103,8 @@ def test_strops_package_vendors_crates_from_the_given_lock(nix: Nix, tmp_path: P
     # The lock is copied into the store and from there into the source tree.
     copy = r"cp /nix/store/[0-9a-z]{32}-Cargo\.lock Cargo\.lock\s*"
     assert re.fullmatch(copy, package["postPatch"])
-    assert package["nativeBuildInputs"] == ["cargoSetupHook", "maturinBuildHook"]
+    assert package["nativeBuildInputs"] == ["cargoSetupHook", "maturinBuildHook", "cargo", "rustc"]
+    assert package["pyproject"] is True
     assert package["env"]["PYO3_USE_ABI3_FORWARD_COMPATIBILITY"] == "1"
     assert package["src"]["root"] == str(ROOT / "strops-rs")
     assert package["pythonImportsCheck"] == ["strops"]
