@@ -100,8 +100,10 @@ def _randomize(model: CanaryQwen) -> None:
                 tensor.uniform_(0.5, 1.5)
             elif "norm" in name and name.endswith("weight"):
                 tensor.normal_(1.0, 0.1)
+            elif tensor.dim() >= 2 and "pos_bias" not in name:
+                tensor.normal_(0.0, (tensor.numel() / tensor.shape[0]) ** -0.5)  # 1/sqrt(fan_in)
             else:
-                tensor.normal_(0.0, 0.2)
+                tensor.normal_(0.0, 0.1)
 
 
 def write_tiny_checkpoint(directory: Path, *, seed: int = 0) -> Path:

@@ -1,0 +1,113 @@
+"""End to end on the tiny random checkpoint: batching, padding, determinism, budgets, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+
+from nemo_lite import CanaryQwen
+from nemo_lite.model import max_new_tokens
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _clips(seed: int, lengths: list[int]) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in lengths]
+
+
+def test_batched_equals_unbatched(tiny_model: CanaryQwen) -> None:
+    clips = _clips(1, [16000, 5600, 11111, 2400])
+    batched = tiny_model.generate_ids(clips)
+    alone = [tiny_model.generate_ids([clip])[0] for clip in clips]
+    assert batched == alone
+    assert [len(row) for row in batched] == [max_new_tokens(len(c), 16000) for c in clips]
+    assert tiny_model.transcribe(clips) == [tiny_model.transcribe([c])[0] for c in clips]
+
+
+def test_batch_order_does_not_matter(tiny_model: CanaryQwen) -> None:
+    clips = _clips(2, [8000, 12000, 3000])
+    forward = tiny_model.generate_ids(clips)
+    backward = tiny_model.generate_ids(clips[::-1])
+    assert forward == backward[::-1]
+
+
+def test_deterministic(tiny_model: CanaryQwen) -> None:
+    clips = _clips(3, [7000, 9000])
+    assert tiny_model.transcribe(clips) == tiny_model.transcribe(clips)
+
+
+def test_different_audio_gives_different_tokens(tiny_model: CanaryQwen) -> None:
+    a, b = _clips(4, [16000, 16000])
+    assert tiny_model.generate_ids([a]) != tiny_model.generate_ids([b])
+
+
+def test_splice_lengths_and_left_padding(tiny_model: CanaryQwen) -> None:
+    clips = _clips(5, [16000, 4000])
+    audio = torch.zeros(2, 16000)
+    for i, clip in enumerate(clips):
+        audio[i, : len(clip)] = torch.from_numpy(clip)
+    lengths = torch.tensor([16000, 4000])
+    embeds, mask = tiny_model.prompt_embeddings(audio, lengths)
+    # 16000 samples -> 101 mel frames -> 13 encoder frames; 4000 -> 26 -> 4 (stride-2 thrice).
+    prompt = len(tiny_model.prompt_before) + len(tiny_model.prompt_after)
+    assert mask.sum(dim=1).tolist() == [prompt + 13, prompt + 4]
+    assert mask[1, : 13 - 4].eq(0).all()  # left padded
+    assert mask[1, 13 - 4 :].eq(1).all()
+    assert embeds.shape == (2, prompt + 13, tiny_model.embed_tokens.embedding_dim)
+    assert embeds[1, : 13 - 4].eq(0).all()
+    # The text around the audio is the prompt's token embeddings, in both rows.
+    before = tiny_model.embed_tokens(torch.tensor(tiny_model.prompt_before))
+    assert torch.equal(embeds[0, : len(tiny_model.prompt_before)], before)
+    assert torch.equal(embeds[1, 9 : 9 + len(tiny_model.prompt_before)], before)
+
+
+def test_budget_grows_with_duration(tiny_model: CanaryQwen) -> None:
+    short, long = _clips(6, [4000, 32000])
+    assert len(tiny_model.generate_ids([short])[0]) < len(tiny_model.generate_ids([long])[0])
+    assert max_new_tokens(16000 * 40, 16000) < 400
+
+
+def test_cli_transcribes_wav_files(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    clips = _clips(7, [16000, 8000])
+    paths = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    soundfile.write(paths[0], clips[0], 16000, subtype="FLOAT")
+    # 8 kHz stereo: the CLI mixes down and resamples before transcribing.
+    soundfile.write(paths[1], np.stack([clips[1], clips[1]], axis=1), 8000, subtype="FLOAT")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "nemo_lite", "transcribe", *map(str, paths)]
+    result = subprocess.run(
+        [*command, "--model", str(tiny_checkpoint), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.rstrip("\n").split("\n")
+    assert [line.split("\t")[0] for line in lines] == [str(p) for p in paths]
+    expected = CanaryQwen.from_pretrained(tiny_checkpoint).transcribe([clips[0]])[0]
+    assert lines[0] == f"{paths[0]}\t{expected}"
+
+
+def test_cli_reports_missing_model(tmp_path: Path) -> None:
+    wav = tmp_path / "a.wav"
+    soundfile.write(wav, _clips(8, [1600])[0], 16000)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "nemo_lite", "transcribe", str(wav), "--model", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "HF_HUB_OFFLINE" in result.stderr
