@@ -21,6 +21,9 @@ apt_missing=()
 command -v espeak-ng >/dev/null 2>&1 || apt_missing+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || apt_missing+=(sox libsox-fmt-all)
 command -v cargo >/dev/null 2>&1 || apt_missing+=(cargo rustc)
+# The browser demo's test drives a real headless Chromium.
+command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || apt_missing+=(chromium-driver)
 # tests/nix: nix-instantiate parses and evaluates the Nix files, systemd-analyze checks deploy/.
 command -v nix-instantiate >/dev/null 2>&1 || apt_missing+=(nix-bin)
 command -v systemd-analyze >/dev/null 2>&1 || apt_missing+=(systemd)

@@ -36,6 +36,7 @@
     "hypothesis"
     "jiwer"
     "httpx"
+    "selenium"
   ];
 
   # In the test extra but not packaged in nixpkgs (or, for ruff, basedpyright and maturin, taken

@@ -21,8 +21,8 @@ class Display(Protocol):
 class JsonDisplay:
     """Every server message as one JSON line on stdout, for scripts."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self._out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        self._out = out or sys.stdout
 
     def segment(self, text: str, is_final: bool, is_end_of_turn: bool) -> None:
         pass
@@ -41,9 +41,9 @@ class JsonDisplay:
 class LineDisplay:
     """One line per final turn (`[n] text`), errors on stderr: for pipes and logs."""
 
-    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
-        self._out = out
-        self._err = err
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self._out = out or sys.stdout
+        self._err = err or sys.stderr
         self._turn = 0
 
     def segment(self, text: str, is_final: bool, is_end_of_turn: bool) -> None:

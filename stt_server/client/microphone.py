@@ -33,8 +33,9 @@ def input_devices(sd: Any) -> list[tuple[int, str]]:
     ]
 
 
-def choose_device(sd: Any, requested: int | None, ask: Callable[[str], str] = input) -> int:
-    """The input device to use: `requested` if valid, the only one, or the user's pick."""
+def choose_device(sd: Any, requested: int | None, ask: Callable[[str], str] | None) -> int:
+    """The input device to use: `requested` if valid, else the only one, else the user's pick
+    through `ask` (None when there is no one to ask: then the system default)."""
     devices = input_devices(sd)
     if not devices:
         raise MicrophoneError("no audio input device found")
@@ -43,7 +44,7 @@ def choose_device(sd: Any, requested: int | None, ask: Callable[[str], str] = in
         if requested not in indices:
             raise MicrophoneError(f"device {requested} is not an input device; inputs: {indices}")
         return requested
-    if len(devices) == 1 or not sys.stdin.isatty():
+    if len(devices) == 1 or ask is None:
         default = sd.default.device[0] if sd.default.device else None
         return default if default in indices else indices[0]
     for index, name in devices:
@@ -57,16 +58,21 @@ def choose_device(sd: Any, requested: int | None, ask: Callable[[str], str] = in
         print(f"choose one of {indices}")
 
 
-async def microphone_frames(device: int | None = None) -> AsyncIterator[Audio]:
-    """Frames from the microphone, resampled to 16 kHz mono, until cancelled (Ctrl-C)."""
+async def microphone_frames(
+    device: int | None = None, stop: asyncio.Event | None = None
+) -> AsyncIterator[Audio]:
+    """Frames from the microphone, resampled to 16 kHz mono, until `stop` is set (Ctrl-C)."""
+    stop = stop or asyncio.Event()
     sd = _sounddevice()
-    index = choose_device(sd, device)
+    index = choose_device(sd, device, input if sys.stdin.isatty() else None)
     rate = int(sd.query_devices(index)["default_samplerate"])
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Audio] = asyncio.Queue(maxsize=500)
+    # Unbounded: the microphone produces in real time and the sender is faster than that; a
+    # bound would have to drop audio in PortAudio's thread, which must never block.
+    queue: asyncio.Queue[Audio] = asyncio.Queue()
 
     def on_audio(indata: np.ndarray, frames: int, time: object, status: object) -> None:
-        # PortAudio's thread: hand a copy to the event loop; drop nothing silently.
+        # PortAudio's thread: hand a copy to the event loop.
         block = np.asarray(indata, dtype=np.float32).mean(axis=1).copy()
         loop.call_soon_threadsafe(queue.put_nowait, block)
 
@@ -79,8 +85,17 @@ async def microphone_frames(device: int | None = None) -> AsyncIterator[Audio]:
         blocksize=rate // 50,
         callback=on_audio,
     ):
-        while True:
-            block = await queue.get()
-            if resampler is not None:
-                block = resampler.resample_chunk(block).astype(np.float32, copy=False)
-            yield block
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            while True:
+                got = asyncio.create_task(queue.get())
+                await asyncio.wait({got, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not got.done():
+                    got.cancel()
+                    return
+                block = got.result()
+                if resampler is not None:
+                    block = resampler.resample_chunk(block).astype(np.float32, copy=False)
+                yield block
+        finally:
+            stopped.cancel()

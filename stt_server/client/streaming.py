@@ -31,22 +31,25 @@ class SessionResult:
     messages: int = 0
 
 
-async def file_frames(
-    audio: Audio, *, speed: float = 1.0, trailing_silence: float = 2.5
-) -> AsyncIterator[Audio]:
-    """20 ms frames of `audio` then of silence, paced at `speed`× real time (0: unpaced).
-
-    The trailing silence lets the server's VAD see the last turn end."""
-    silence = np.zeros(int(trailing_silence * SAMPLE_RATE), np.float32)
-    padded = np.concatenate([audio.astype(np.float32, copy=False), silence])
+async def file_frames(audio: Audio, *, speed: float = 1.0) -> AsyncIterator[Audio]:
+    """20 ms frames of `audio`, paced at `speed`× real time (0: as fast as the server takes)."""
     loop = asyncio.get_running_loop()
     start = loop.time()
-    for k, offset in enumerate(range(0, len(padded), FRAME_SAMPLES)):
+    for k, offset in enumerate(range(0, len(audio), FRAME_SAMPLES)):
         if speed > 0:
             delay = start + k * (FRAME_SAMPLES / SAMPLE_RATE) / speed - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-        yield padded[offset : offset + FRAME_SAMPLES]
+        yield audio[offset : offset + FRAME_SAMPLES]
+
+
+async def then_silence(frames: AsyncIterator[Audio], seconds: float) -> AsyncIterator[Audio]:
+    """`frames`, then `seconds` of silent frames so the server's VAD sees the last turn end."""
+    async for frame in frames:
+        yield frame
+    silence = np.zeros(FRAME_SAMPLES, np.float32)
+    for _ in range(round(seconds * SAMPLE_RATE / FRAME_SAMPLES)):
+        yield silence
 
 
 def session_url(url: str, *, binary: bool) -> str:

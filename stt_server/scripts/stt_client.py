@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -18,7 +19,13 @@ from stt_server.audio import Audio
 from stt_server.client.audio_file import AudioFileError, load_audio
 from stt_server.client.display import Display, JsonDisplay, LineDisplay, LiveDisplay
 from stt_server.client.microphone import MicrophoneError, microphone_frames
-from stt_server.client.streaming import ClientError, SessionResult, file_frames, run_session
+from stt_server.client.streaming import (
+    ClientError,
+    SessionResult,
+    file_frames,
+    run_session,
+    then_silence,
+)
 
 DEFAULT_URL = "ws://localhost:15751/ws/transcribe"
 
@@ -39,7 +46,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--trailing-silence",
         type=float,
         default=2.5,
-        help="seconds of silence sent after a file so its last turn ends (2.5)",
+        help="seconds of silence sent at the end so the last turn ends (2.5)",
     )
     parser.add_argument(
         "--wait", type=float, default=60.0, help="seconds to wait for the last final (60)"
@@ -62,9 +69,21 @@ async def _run(args: argparse.Namespace) -> SessionResult:
     frames: AsyncIterator[Audio]
     if args.file is not None:
         audio = await asyncio.to_thread(load_audio, args.file)
-        frames = file_frames(audio, speed=args.speed, trailing_silence=args.trailing_silence)
+        frames = file_frames(audio, speed=args.speed)
     else:
-        frames = microphone_frames(args.device)
+        # The first Ctrl-C ends the recording and waits for the last final; a second one quits.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_interrupt() -> None:
+            if stop.is_set():
+                loop.remove_signal_handler(signal.SIGINT)
+                signal.raise_signal(signal.SIGINT)
+            stop.set()
+
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        frames = microphone_frames(args.device, stop)
+    frames = then_silence(frames, args.trailing_silence)
     display = make_display(args.json)
     try:
         return await run_session(

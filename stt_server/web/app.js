@@ -12,8 +12,10 @@ function setState(name, text) {
   stateEl.textContent = text ?? name;
 }
 
+// Errors accumulate until the next start: a server's ErrorResponse is usually followed by the
+// close that it explains, and the user needs to see both.
 function showError(message) {
-  errorEl.textContent = message;
+  errorEl.textContent = errorEl.hidden ? message : `${errorEl.textContent}\n${message}`;
   errorEl.hidden = false;
 }
 
@@ -49,11 +51,14 @@ async function openAudio() {
   const source = context.createMediaStreamSource(stream);
   const worklet = new AudioWorkletNode(context, "pcm-worklet");
   source.connect(worklet);
+  // The worklet outputs silence; connecting it keeps the browser pulling audio through it.
+  worklet.connect(context.destination);
   return { stream, context, worklet };
 }
 
 async function start() {
   errorEl.hidden = true;
+  errorEl.textContent = "";
   setState("connecting", "connecting…");
   toggle.disabled = true;
   let audio;

@@ -3,7 +3,8 @@
 class PcmWorklet extends AudioWorkletProcessor {
   constructor() {
     super();
-    this.block = new Int16Array(Math.round(sampleRate / 50));
+    this.size = Math.round(sampleRate / 50);
+    this.block = new Int16Array(this.size);
     this.filled = 0;
   }
 
@@ -16,9 +17,10 @@ class PcmWorklet extends AudioWorkletProcessor {
       for (const channel of channels) sum += channel[i];
       const s = Math.max(-1, Math.min(1, sum / channels.length));
       this.block[this.filled++] = s < 0 ? s * 0x8000 : s * 0x7fff;
-      if (this.filled === this.block.length) {
+      if (this.filled === this.size) {
+        // Transferring detaches the buffer (its length drops to 0), hence `this.size`.
         this.port.postMessage(this.block.buffer, [this.block.buffer]);
-        this.block = new Int16Array(this.block.length);
+        this.block = new Int16Array(this.size);
         this.filled = 0;
       }
     }
