@@ -130,16 +130,12 @@ class CanaryQwen(nn.Module):
         return [str(self.tokenizer.decode(row, skip_special_tokens=True)).strip() for row in rows]
 
     @torch.inference_mode()
-    def generate_ids(
-        self, audios: list[np.ndarray], max_tokens: list[int] | None = None
-    ) -> list[list[int]]:
-        """Greedy token ids per clip, each cut at its own budget and before `<|im_end|>`.
-
-        `max_tokens` overrides the per-clip budget (default: bounded by the clip's duration).
-        """
+    def generate_ids(self, audios: list[np.ndarray]) -> list[list[int]]:
+        """Greedy token ids per clip, each cut at its own budget (bounded by the clip's duration)
+        and before `<|im_end|>`, so a clip's ids do not depend on the rest of the batch."""
         sample_rate = self.config.perception.preprocessor.sample_rate
         lengths = [int(np.asarray(a).shape[-1]) for a in audios]
-        budgets = max_tokens or [max_new_tokens(n, sample_rate) for n in lengths]
+        budgets = [max_new_tokens(n, sample_rate) for n in lengths]
         audio = torch.zeros(len(audios), max(max(lengths), 1), dtype=torch.float32)
         for i, clip in enumerate(audios):
             audio[i, : lengths[i]] = torch.from_numpy(

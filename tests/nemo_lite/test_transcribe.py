@@ -111,3 +111,11 @@ def test_cli_reports_missing_model(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "HF_HUB_OFFLINE" in result.stderr
+
+
+def test_empty_and_very_short_clips(tiny_model: CanaryQwen) -> None:
+    clips = [np.zeros(0, dtype=np.float32), *_clips(9, [1, 100, 16000])]
+    batched = tiny_model.generate_ids(clips)
+    assert batched == [tiny_model.generate_ids([clip])[0] for clip in clips]
+    assert len(tiny_model.transcribe(clips)) == 4
+    assert tiny_model.transcribe([]) == []
