@@ -54,6 +54,7 @@ def create_app(
     *,
     engine: Engine | None = None,
     engine_factory: Callable[[], Engine] | None = None,
+    web_dir: Path = WEB_DIR,
 ) -> FastAPI:
     """The application; models load in the lifespan (before uvicorn accepts connections)
     unless an already loaded `engine` is passed."""
@@ -74,11 +75,12 @@ def create_app(
         return Runtime(engine=loaded, worker=worker, vad=SileroModel())
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(application: FastAPI) -> AsyncIterator[None]:
         nonlocal runtime
         loaded = await asyncio.to_thread(load)
         loaded.worker.start()
         runtime = loaded
+        application.state.runtime = loaded
         log.info(
             "ready: engine=%s model=%s device=%s",
             loaded.engine.name,
@@ -108,13 +110,13 @@ def create_app(
 
     @app.get("/", response_model=None)
     async def index() -> Response:
-        page = WEB_DIR / "index.html"
+        page = web_dir / "index.html"
         if not page.is_file():
             return JSONResponse({"detail": "Not Found"}, status_code=404)
         return FileResponse(page)
 
-    if WEB_DIR.is_dir():
-        app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    if web_dir.is_dir():
+        app.mount("/static", StaticFiles(directory=web_dir), name="static")
 
     @app.websocket("/ws/transcribe")
     async def transcribe(websocket: WebSocket) -> None:

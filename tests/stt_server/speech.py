@@ -90,3 +90,15 @@ def make_recording(
         pauses=tuple(pauses),
         spans=tuple(spans),
     )
+
+
+def normalise(text: str) -> str:
+    """Lower case, punctuation removed, single spaces: what word error rate is computed on."""
+    kept = "".join(c if c.isalnum() or c.isspace() or c == "'" else " " for c in text.lower())
+    return " ".join(kept.replace("'", "").split())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    return float(jiwer.wer(normalise(reference), normalise(hypothesis)))

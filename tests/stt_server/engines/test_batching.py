@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from stt_server.engines.base import Audio, EngineError
+from stt_server.engines.batching import InferenceWorker
+
+
+class FakeEngine:
+    """Answers with each input's length; fails any batch holding an input that starts with -1."""
+
+    name = "fake"
+    model = "fake-model"
+    device = "cpu"
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.batches: list[int] = []
+        self.threads: set[str] = set()
+
+    def transcribe(self, batch: list[Audio]) -> list[str]:
+        self.threads.add(threading.current_thread().name)
+        self.batches.append(len(batch))
+        time.sleep(self.delay)
+        if any(a[0] == -1 for a in batch):
+            raise RuntimeError("cannot transcribe this")
+        return [f"len={a.size}" for a in batch]
+
+
+def audio(n: int, first: float = 0.0) -> np.ndarray:
+    a = np.zeros(n, dtype=np.float32)
+    a[0] = first
+    return a
+
+
+async def test_concurrent_requests_are_batched_up_to_the_maximum() -> None:
+    engine = FakeEngine(delay=0.05)
+    worker = InferenceWorker(engine, max_batch_size=4, max_wait_ms=100)
+    worker.start()
+    try:
+        results = await asyncio.gather(*(worker.transcribe(audio(10 + i)) for i in range(6)))
+    finally:
+        worker.stop(5)
+    assert results == [f"len={10 + i}" for i in range(6)]
+    assert engine.batches == [4, 2]
+    assert engine.threads == {"inference:fake"}  # never on the event loop's thread
+
+
+async def test_a_lone_request_is_not_held_longer_than_the_wait() -> None:
+    worker = InferenceWorker(FakeEngine(), max_batch_size=8, max_wait_ms=20)
+    worker.start()
+    try:
+        started = time.monotonic()
+        assert await worker.transcribe(audio(5)) == "len=5"
+        assert time.monotonic() - started < 1.0
+    finally:
+        worker.stop(5)
+
+
+async def test_a_failing_request_fails_alone() -> None:
+    engine = FakeEngine(delay=0.02)
+    worker = InferenceWorker(engine, max_batch_size=8, max_wait_ms=100)
+    worker.start()
+    try:
+        results = await asyncio.gather(
+            worker.transcribe(audio(3)),
+            worker.transcribe(audio(4, first=-1)),
+            worker.transcribe(audio(5)),
+            return_exceptions=True,
+        )
+    finally:
+        worker.stop(5)
+    assert results[0] == "len=3"
+    assert isinstance(results[1], EngineError)
+    assert "cannot transcribe this" in str(results[1])
+    assert results[2] == "len=5"
+
+
+async def test_cancelled_requests_are_skipped_and_the_worker_goes_on() -> None:
+    engine = FakeEngine(delay=0.2)
+    worker = InferenceWorker(engine, max_batch_size=1, max_wait_ms=0)
+    worker.start()
+    try:
+        busy = asyncio.create_task(worker.transcribe(audio(1)))
+        await asyncio.sleep(0.05)
+        doomed = asyncio.create_task(worker.transcribe(audio(2)))
+        await asyncio.sleep(0.01)
+        doomed.cancel()
+        assert await busy == "len=1"
+        assert await worker.transcribe(audio(3)) == "len=3"
+    finally:
+        worker.stop(5)
+    assert engine.batches == [1, 1]
+
+
+async def test_a_stopped_worker_refuses_requests() -> None:
+    worker = InferenceWorker(FakeEngine())
+    worker.start()
+    worker.stop(5)
+    with pytest.raises(EngineError):
+        await worker.transcribe(audio(1))

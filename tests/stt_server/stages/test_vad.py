@@ -1,0 +1,260 @@
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from stt_server.config import SessionSettings
+from stt_server.pipeline import Stage
+from stt_server.stages.vad import (
+    WINDOW,
+    EndOfTurn,
+    SileroModel,
+    SileroVad,
+    SpeechChunk,
+    VadEvent,
+    VadSegmenter,
+    VadStage,
+    VadState,
+)
+from tests.stt_server.speech import Recording
+
+SPEECH, SILENCE = 0.9, 0.1
+WINDOW_S = WINDOW / 16000
+
+
+def window(index: int) -> np.ndarray:
+    """A window whose samples all equal its index, so chunks show which windows they hold."""
+    return np.full(WINDOW, index, dtype=np.float32)
+
+
+def window_ids(chunk: SpeechChunk) -> list[int]:
+    return [int(v) for v in chunk.audio[::WINDOW]]
+
+
+class Driver:
+    """Feeds scripted probabilities to a segmenter, numbering windows and recording events."""
+
+    def __init__(self, settings: SessionSettings | None = None) -> None:
+        self.segmenter = VadSegmenter(settings or SessionSettings())
+        self.count = 0
+        self.events: list[tuple[int, VadEvent]] = []  # (index of the window that fired, event)
+
+    def feed(self, probability: float, times: int = 1) -> list[VadEvent]:
+        fired: list[VadEvent] = []
+        for _ in range(times):
+            for event in self.segmenter.push(window(self.count), probability):
+                self.events.append((self.count, event))
+                fired.append(event)
+            self.count += 1
+        return fired
+
+
+def test_inactive_becomes_speaking_at_the_speech_threshold() -> None:
+    d = Driver()
+    d.feed(0.49, 5)
+    assert d.segmenter.state is VadState.INACTIVE
+    d.feed(0.5)
+    assert d.segmenter.state is VadState.SPEAKING
+
+
+def test_hysteresis_between_the_two_thresholds() -> None:
+    d = Driver()
+    d.feed(SPEECH)
+    d.feed(0.4)  # below 0.5 but not below 0.35: still speaking
+    assert d.segmenter.state is VadState.SPEAKING
+    d.feed(0.34)
+    assert d.segmenter.state is VadState.SILENCE
+    d.feed(0.45)  # above 0.35 but not 0.5: still silence
+    assert d.segmenter.state is VadState.SILENCE
+    d.feed(0.5)
+    assert d.segmenter.state is VadState.SPEAKING
+
+
+def test_small_gap_emits_the_buffer_once_a_second_of_speech_is_buffered() -> None:
+    d = Driver()
+    d.feed(SPEECH, 40)  # 1.28 s
+    d.feed(SILENCE, 9)  # 0.288 s < 0.3 s
+    assert d.events == []
+    fired = d.feed(SILENCE)  # 0.32 s of silence
+    assert len(fired) == 1
+    assert isinstance(fired[0], SpeechChunk)
+    assert window_ids(fired[0]) == list(range(50))
+    assert d.segmenter.state is VadState.SILENCE  # the turn goes on
+
+
+def test_small_gap_waits_until_enough_speech() -> None:
+    d = Driver()
+    d.feed(SPEECH, 20)  # 0.64 s: too short for a chunk
+    d.feed(SILENCE, 12)
+    assert d.events == []
+    d.feed(SPEECH, 12)  # now 1.02 s of speech in the buffer
+    fired = d.feed(SILENCE, 10)
+    assert len(fired) == 1
+    assert isinstance(fired[0], SpeechChunk)
+    assert window_ids(fired[0]) == list(range(54))
+
+
+def test_large_gap_emits_speech_and_end_of_turn_then_goes_inactive() -> None:
+    d = Driver()
+    d.feed(SPEECH, 20)  # short utterance, never reaches the small-gap minimum
+    d.feed(SILENCE, 46)  # 1.472 s
+    assert d.events == []
+    fired = d.feed(SILENCE)  # 1.504 s >= 1.5 s
+    assert [type(e) for e in fired] == [SpeechChunk, EndOfTurn]
+    chunk = fired[0]
+    assert isinstance(chunk, SpeechChunk)
+    ids = window_ids(chunk)
+    assert ids[:20] == list(range(20))
+    # Trailing silence beyond the small gap carries no words and is dropped.
+    assert (len(ids) - 20) * WINDOW_S <= 0.3 + WINDOW_S
+    assert d.segmenter.state is VadState.INACTIVE
+
+
+def test_large_gap_after_a_chunk_sends_only_the_end_of_turn() -> None:
+    d = Driver()
+    d.feed(SPEECH, 40)
+    d.feed(SILENCE, 47)
+    kinds = [(i, type(e)) for i, e in d.events]
+    assert kinds == [(49, SpeechChunk), (86, EndOfTurn)]
+
+
+def test_one_end_of_turn_per_long_pause_and_none_without_speech() -> None:
+    d = Driver()
+    d.feed(SILENCE, 300)
+    assert d.events == []
+    for _ in range(3):
+        d.feed(SPEECH, 40)
+        d.feed(SILENCE, 60)
+    assert sum(isinstance(e, EndOfTurn) for _, e in d.events) == 3
+
+
+def test_buffer_is_split_at_the_middle_of_its_longest_internal_silence() -> None:
+    settings = SessionSettings(min_chunk=30.0, max_buffer=2.0)  # small gaps never emit
+    d = Driver(settings)
+    d.feed(SILENCE, 4)  # leading silence: not internal
+    d.feed(SPEECH, 10)
+    d.feed(SILENCE, 3)  # internal silence, 3 windows (indices 14..16)
+    d.feed(SPEECH, 10)
+    d.feed(SILENCE, 6)  # longest internal silence (indices 27..32)
+    d.feed(SPEECH, 29)  # 62 windows = 1.984 s, not over the limit yet
+    assert d.events == []
+    fired = d.feed(SPEECH)  # 63 windows = 2.016 s > 2.0 s
+    assert len(fired) == 1
+    assert isinstance(fired[0], SpeechChunk)
+    assert window_ids(fired[0]) == list(range(30))  # cut at 27 + 6 // 2
+    assert d.segmenter.buffered_seconds == pytest.approx(33 * WINDOW_S)
+
+
+def test_buffer_without_silence_is_emitted_whole_when_too_long() -> None:
+    d = Driver(SessionSettings(max_buffer=2.0))
+    d.feed(SPEECH, 62)
+    assert d.events == []
+    fired = d.feed(SPEECH)
+    assert len(fired) == 1
+    assert isinstance(fired[0], SpeechChunk)
+    assert window_ids(fired[0]) == list(range(63))
+    assert d.segmenter.buffered_seconds == 0
+
+
+def test_leading_silence_is_trimmed_to_three_seconds() -> None:
+    d = Driver()
+    d.feed(SILENCE, 200)  # 6.4 s of silence before anyone speaks
+    d.feed(SPEECH, 40)
+    fired = d.feed(SILENCE, 10)
+    assert isinstance(fired[0], SpeechChunk)
+    ids = window_ids(fired[0])
+    leading = [i for i in ids if i < 200]
+    assert leading == list(range(200 - len(leading), 200))
+    assert len(leading) * WINDOW_S == pytest.approx(3.0, abs=WINDOW_S)
+
+
+def test_settings_change_the_rules() -> None:
+    d = Driver(SessionSettings(small_gap=0.1, large_gap=0.5, min_chunk=0.2))
+    d.feed(SPEECH, 8)  # 0.256 s
+    d.feed(SILENCE, 16)  # 0.512 s
+    kinds = [(i, type(e)) for i, e in d.events]
+    assert kinds == [(11, SpeechChunk), (23, EndOfTurn)]
+
+
+def test_finish_flushes_an_open_turn() -> None:
+    d = Driver()
+    d.feed(SPEECH, 20)
+    events = d.segmenter.finish()
+    assert [type(e) for e in events] == [SpeechChunk, EndOfTurn]
+    assert d.segmenter.finish() == []
+
+
+@pytest.fixture(scope="module")
+def silero() -> SileroModel:
+    return SileroModel()
+
+
+def test_vad_state_is_per_session(silero: SileroModel, recording: Recording) -> None:
+    """Interleaving two sessions on one model gives each the probabilities it gets alone."""
+    n = 200
+    a = recording.audio[: n * WINDOW].reshape(n, WINDOW)
+    b = recording.audio[-n * WINDOW :].reshape(n, WINDOW)
+    alone_a = SileroVad(silero).probabilities(a)
+    alone_b = SileroVad(silero).probabilities(b)
+    vad_a, vad_b = SileroVad(silero), SileroVad(silero)
+    mixed_a: list[float] = []
+    mixed_b: list[float] = []
+    for i in range(n):
+        mixed_a += vad_a.probabilities(a[i : i + 1])
+        mixed_b += vad_b.probabilities(b[i : i + 1])
+    assert mixed_a == pytest.approx(alone_a, abs=1e-6)
+    assert mixed_b == pytest.approx(alone_b, abs=1e-6)
+    assert max(alone_a) > 0.5  # the recording does contain speech
+
+
+def test_real_silero_cuts_in_the_pauses(silero: SileroModel, recording: Recording) -> None:
+    """Chunks end inside pauses; exactly one end of turn in each long pause."""
+    vad = SileroVad(silero)
+    segmenter = VadSegmenter(SessionSettings())
+    count = len(recording.audio) // WINDOW
+    windows = recording.audio[: count * WINDOW].reshape(count, WINDOW)
+    fired: list[tuple[float, VadEvent]] = []
+    for i, (w, p) in enumerate(zip(windows, vad.probabilities(windows), strict=True)):
+        fired += [((i + 1) * WINDOW_S, e) for e in segmenter.push(w, p)]
+
+    spans = recording.spans
+    pauses = [(end, end + pause) for (_, end), pause in zip(spans, recording.pauses, strict=True)]
+
+    def pause_at(t: float) -> int | None:
+        return next((k for k, (lo, hi) in enumerate(pauses) if lo <= t <= hi), None)
+
+    for t, event in fired:
+        assert pause_at(t) is not None, f"{type(event).__name__} at {t:.2f}s is not in a pause"
+    ends = [pause_at(t) for t, e in fired if isinstance(e, EndOfTurn)]
+    long_pauses = [k for k, p in enumerate(recording.pauses) if p >= 1.5]
+    assert ends == long_pauses
+    # Every sentence is followed by a cut: a chunk in each short pause, chunk + end in long ones.
+    chunk_pauses = {pause_at(t) for t, e in fired if isinstance(e, SpeechChunk)}
+    assert chunk_pauses == set(range(len(spans)))
+
+
+class Collect(Stage[VadEvent, None]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[VadEvent] = []
+
+    async def handle(self, item: VadEvent) -> None:
+        self.items.append(item)
+
+
+async def test_vad_stage_streams_frames(silero: SileroModel, recording: Recording) -> None:
+    collect = Collect()
+    pipeline = VadStage(silero, SessionSettings(), queue_size=4) + collect
+    pipeline.start()
+    for offset in range(0, len(recording.audio), 320):  # 20 ms frames
+        await pipeline.put(recording.audio[offset : offset + 320])
+    await pipeline.close()
+    await asyncio.wait_for(pipeline.join(), 30)
+    kinds = [type(e) for e in collect.items]
+    assert kinds.count(EndOfTurn) == 3
+    assert kinds.count(SpeechChunk) == 5
+    speech = sum(end - start for start, end in recording.spans)
+    chunked = sum(e.audio.size for e in collect.items if isinstance(e, SpeechChunk)) / 16000
+    assert chunked >= speech
