@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -79,3 +82,40 @@ def whisper_server(whisper_engine: WhisperEngine, server_settings: ServerSetting
     """A real server (uvicorn, loopback, free port) with the whisper engine; yields host:port."""
     with serve(create_app(server_settings, engine=whisper_engine)) as address:
         yield address
+
+
+@contextlib.contextmanager
+def server_process(*args: str, timeout: float = 120) -> Iterator[str]:
+    """Start the server as its own process (`args` is the command line without --host/--port);
+    yields `host:port` once /health answers 200, and stops it afterwards."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "STT_DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
+    command = [*args, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    proc = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                output = proc.stdout.read() if proc.stdout else ""
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{output}")
+            try:
+                if httpx.get(f"http://{address}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not become healthy")
+            time.sleep(0.1)
+        yield address
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
