@@ -118,3 +118,25 @@ def test_writer_is_deterministic(tmp_path: Path) -> None:
     c = load_file(str(write_tiny_checkpoint(tmp_path / "c", seed=4) / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["embed_tokens.weight"], c["embed_tokens.weight"])
+
+
+def test_tokenizer_in_llm_backbone_layout(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    target = tmp_path / "nested"
+    shutil.copytree(tiny_checkpoint, target)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
+        (target / name).rename(target / "llm_backbone" / name)
+    model = CanaryQwen.from_pretrained(target)
+    reference = CanaryQwen.from_pretrained(tiny_checkpoint)
+    assert model.prompt_before == reference.prompt_before
+    assert model.placeholder_id == reference.placeholder_id
+
+
+def test_missing_llm_files_offline_names_the_llm_repo(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "bare"
+    target.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_checkpoint / name, target / name)
+    with pytest.raises(CheckpointNotFoundError, match=r"Qwen/Qwen3-1\.7B"):
+        CanaryQwen.from_pretrained(target, cache_dir=tmp_path / "cache")
