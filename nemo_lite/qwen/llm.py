@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -19,7 +20,10 @@ def build_llm(llm_config: dict[str, Any], lora: dict[str, Any]) -> PeftModel:
     config = Qwen3Config.from_dict({**llm_config, "attn_implementation": "sdpa"})
     model = Qwen3ForCausalLM(config)
     lora_config = LoraConfig(**{"task_type": "CAUSAL_LM", **lora})
-    peft_model = get_peft_model(model, lora_config)
+    with warnings.catch_warnings():
+        # peft calls a transformers method deprecated in v5; nothing for a caller to act on.
+        warnings.filterwarnings("ignore", ".*is_gradient_checkpointing.*", FutureWarning)
+        peft_model = get_peft_model(model, lora_config)
     peft_model.eval()
     return peft_model
 

@@ -119,3 +119,15 @@ def test_empty_and_very_short_clips(tiny_model: CanaryQwen) -> None:
     assert batched == [tiny_model.generate_ids([clip])[0] for clip in clips]
     assert len(tiny_model.transcribe(clips)) == 4
     assert tiny_model.transcribe([]) == []
+
+
+def test_bfloat16_on_cpu_runs_with_float32_features(tiny_checkpoint: Path) -> None:
+    model = CanaryQwen.from_pretrained(tiny_checkpoint, dtype=torch.bfloat16)
+    assert model.dtype == torch.bfloat16
+    assert model.perception.proj.weight.dtype == torch.bfloat16
+    clip = _clips(10, [8000])[0]
+    mel, _ = model.perception.preprocessor(torch.from_numpy(clip)[None], torch.tensor([8000]))
+    assert mel.dtype == torch.float32
+    texts = model.transcribe([clip, clip[:4000]])
+    assert len(texts) == 2
+    assert all(isinstance(t, str) for t in texts)
