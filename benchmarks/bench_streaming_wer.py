@@ -116,8 +116,9 @@ def main() -> int:
         print(
             f"\nend of speech → final segment, {len(latencies)} turns (incl. the 1.5 s large gap):"
         )
+        mean, median = statistics.mean(latencies), statistics.median(latencies)
         print(
-            f"mean {statistics.mean(latencies):.2f} s, median {statistics.median(latencies):.2f} s, "
+            f"mean {mean:.2f} s, median {median:.2f} s, "
             f"min {min(latencies):.2f} s, max {max(latencies):.2f} s"
         )
     for i, (w, s) in enumerate(zip(whole, streamed, strict=True)):
