@@ -7,14 +7,17 @@ from the rules in shared/spec/canary-qwen.md (prefixes, per-layer names, sizes),
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 import torch
+from peft.tuners.lora import Linear as LoraLinear
 
 from nemo_lite.config import CanaryQwenConfig
 from nemo_lite.model import CanaryQwen, load_tokenizer
 from nemo_lite.presets import AUDIO_LOCATOR_TAG, CANARY_QWEN_2_5B, QWEN3_1_7B
+from nemo_lite.qwen.llm import qwen_model, rebuild_rotary
 
 KEYS_FILE = Path(__file__).with_name("data") / "canary_qwen_2.5b_keys.txt"
 BUFFER_SUFFIXES = (".window", ".fb", ".running_mean", ".running_var", ".num_batches_tracked")
@@ -51,3 +54,16 @@ def test_parameter_count(full_model: CanaryQwen) -> None:
     assert 2.5e9 < counted < 3.0e9
     lora = sum(p.numel() for n, p in full_model.named_parameters() if "lora_" in n)
     assert lora == 28 * 128 * (2048 + 2048 + 2048 + 1024)
+
+
+def test_llm_settings_from_the_configs(full_model: CanaryQwen) -> None:
+    """RoPE base 1e6 (a silently wrong base would still run), LoRA scale alpha / r = 2."""
+    rebuild_rotary(full_model.llm, torch.device("cpu"))
+    inner = qwen_model(full_model.llm)
+    inv_freq = inner.model.rotary_emb.inv_freq
+    assert inv_freq.shape == (64,)
+    assert math.isclose(float(inv_freq[-1]), 1e6 ** (-126 / 128), rel_tol=1e-5)
+    q_proj = inner.get_submodule("model.layers.0.self_attn.q_proj")
+    assert isinstance(q_proj, LoraLinear)
+    assert q_proj.scaling["default"] == 2.0
+    assert inner.config.tie_word_embeddings
