@@ -134,13 +134,14 @@ class CanaryQwen(nn.Module):
         """Greedy token ids per clip, each cut at its own budget (bounded by the clip's duration)
         and before `<|im_end|>`, so a clip's ids do not depend on the rest of the batch."""
         sample_rate = self.config.perception.preprocessor.sample_rate
-        lengths = [int(np.asarray(a).shape[-1]) for a in audios]
+        clips = [np.asarray(a, dtype=np.float32) for a in audios]
+        if any(clip.ndim != 1 for clip in clips):
+            raise ValueError("each audio must be a 1-D (mono) array of 16 kHz samples")
+        lengths = [clip.shape[0] for clip in clips]
         budgets = [max_new_tokens(n, sample_rate) for n in lengths]
-        audio = torch.zeros(len(audios), max(max(lengths), 1), dtype=torch.float32)
-        for i, clip in enumerate(audios):
-            audio[i, : lengths[i]] = torch.from_numpy(
-                np.asarray(clip, dtype=np.float32).reshape(-1)
-            )
+        audio = torch.zeros(len(clips), max(max(lengths), 1), dtype=torch.float32)
+        for i, clip in enumerate(clips):
+            audio[i, : lengths[i]] = torch.from_numpy(clip)
         audio = audio.to(self.device)
         audio_len = torch.tensor(lengths, device=self.device)
         embeds, mask = self.prompt_embeddings(audio, audio_len)

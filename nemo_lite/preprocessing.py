@@ -67,8 +67,9 @@ class AudioPreprocessor(nn.Module):
     Always computed in float32, as NeMo does (autocast off), whatever the model's dtype.
     """
 
-    def __init__(self, config: PreprocessorConfig) -> None:
+    def __init__(self, config: PreprocessorConfig | None = None) -> None:
         super().__init__()
+        config = config or PreprocessorConfig()
         if config.normalize != "per_feature" or not config.log or config.frame_splicing != 1:
             raise ValueError("only normalize=per_feature, log=True, frame_splicing=1 are supported")
         self.config = config

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 import torch
 
@@ -131,3 +132,8 @@ def test_bfloat16_on_cpu_runs_with_float32_features(tiny_checkpoint: Path) -> No
     texts = model.transcribe([clip, clip[:4000]])
     assert len(texts) == 2
     assert all(isinstance(t, str) for t in texts)
+
+
+def test_rejects_multichannel_arrays(tiny_model: CanaryQwen) -> None:
+    with pytest.raises(ValueError, match="mono"):
+        tiny_model.transcribe([np.zeros((2, 1600), dtype=np.float32)])
