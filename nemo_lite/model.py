@@ -103,7 +103,12 @@ class CanaryQwen(nn.Module):
         files = weights.resolve(source, cache_dir)
         target = torch.device(device)
         dtype = dtype or default_dtype(target)
-        config = CanaryQwenConfig.from_dict(files.config)
+        try:
+            config = CanaryQwenConfig.from_dict(files.config)
+        except (KeyError, TypeError, ValueError) as error:
+            raise weights.CheckpointError(
+                f"{files.root / weights.CONFIG} is not a SALM config: {error!r}"
+            ) from error
         tokenizer = load_tokenizer(files.tokenizer_dir, config.audio_locator_tag)
         with torch.device("meta"):
             model = cls(config, files.llm_config, tokenizer)

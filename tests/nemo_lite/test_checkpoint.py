@@ -140,3 +140,15 @@ def test_missing_llm_files_offline_names_the_llm_repo(
         shutil.copy(tiny_checkpoint / name, target / name)
     with pytest.raises(CheckpointNotFoundError, match=r"Qwen/Qwen3-1\.7B"):
         CanaryQwen.from_pretrained(target, cache_dir=tmp_path / "cache")
+
+
+def test_config_without_perception_is_a_checkpoint_error(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "badconfig"
+    shutil.copytree(tiny_checkpoint, target)
+    config = json.loads((target / "config.json").read_text())
+    del config["perception"]
+    (target / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="perception"):
+        CanaryQwen.from_pretrained(target)
