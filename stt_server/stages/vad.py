@@ -101,7 +101,8 @@ class VadSegmenter:
                     events += self._end_turn()
                 elif gap >= s.small_gap - 1e-9 and self.speech_seconds >= s.min_chunk - 1e-9:
                     events.append(self._take(len(self._windows)))
-        if self.buffered_seconds > s.max_buffer + 1e-9:
+        # INACTIVE buffers only leading silence (trimmed above): nothing worth transcribing.
+        if self.state is not VadState.INACTIVE and self.buffered_seconds > s.max_buffer + 1e-9:
             events.append(self._take(self._split_point()))
         return events
 

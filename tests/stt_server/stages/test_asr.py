@@ -4,6 +4,8 @@ import asyncio
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stt_server.config import SessionSettings
 from stt_server.engines.base import EngineError
@@ -116,3 +118,21 @@ async def test_engine_failure_stops_the_pipeline_with_that_error() -> None:
     engine = ScriptedEngine("fine", EngineError("boom"))
     with pytest.raises(EngineError, match="boom"):
         await run_asr(engine, [chunk(1, 0.1), chunk(1, 0.2), EndOfTurn()])
+
+
+@given(
+    words=st.lists(st.integers(0, 10_000), min_size=2, max_size=40, unique=True),
+    data=st.data(),
+)
+def test_merging_overlapping_pieces_restores_the_sequence(
+    words: list[int], data: st.DataObject
+) -> None:
+    """Any split into two overlapping pieces (re-cased, re-punctuated) merges back."""
+    text = [f"w{n}" for n in words]
+    cut = data.draw(st.integers(1, len(text) - 1))
+    overlap = data.draw(st.integers(0, cut))
+    previous = text[:cut]
+    new = [w.upper() + "," for w in text[cut - overlap :]]
+    merged = merge_words(previous, new)
+    assert [word_key(w) for w in merged] == text
+    assert merged[cut:] == new[overlap:]  # words after the overlap keep the new casing

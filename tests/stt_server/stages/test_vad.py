@@ -258,3 +258,10 @@ async def test_vad_stage_streams_frames(silero: SileroModel, recording: Recordin
     speech = sum(end - start for start, end in recording.spans)
     chunked = sum(e.audio.size for e in collect.items if isinstance(e, SpeechChunk)) / 16000
     assert chunked >= speech
+
+
+def test_leading_silence_longer_than_the_buffer_limit_is_never_sent() -> None:
+    d = Driver(SessionSettings(max_buffer=2.0, max_leading_silence=10.0))
+    d.feed(SILENCE, 400)  # 12.8 s of silence
+    assert d.events == []
+    assert d.segmenter.buffered_seconds == pytest.approx(10.0, abs=WINDOW_S)
