@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydantic import ValidationError
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from stt_server.audio import SAMPLE_RATE, Audio, StreamConverter, decode_base64
 from stt_server.config import SessionSettings
@@ -144,25 +144,17 @@ class TranscriptionSession:
         log.info(
             "session %s start client=%s", self.id, f"{client.host}:{client.port}" if client else "?"
         )
-        outcome = "client closed"
         self._pipeline.start()
         receiver = asyncio.create_task(self._receive(), name=f"receive:{self.id}")
         joiner = asyncio.create_task(self._pipeline.join(), name=f"pipeline:{self.id}")
+        outcome = "client closed"
         try:
             done, _ = await asyncio.wait({receiver, joiner}, return_when=asyncio.FIRST_COMPLETED)
-            failed = next(
-                (
-                    t
-                    for t in (joiner, receiver)
-                    if t in done and not t.cancelled() and t.exception()
-                ),
-                None,
-            )
-            if failed is not None:
-                exc = failed.exception()
-                assert exc is not None
-                outcome = f"error {type(exc).__name__}: {exc}"
-                await self._fail(exc)
+            error = _first_error(done)
+            # A disconnect noticed while sending is the client leaving, not a failure.
+            if error is not None and not isinstance(error, WebSocketDisconnect):
+                outcome = f"error {type(error).__name__}: {error}"
+                await self._fail(error)
         finally:
             receiver.cancel()
             joiner.cancel()
@@ -222,3 +214,10 @@ class TranscriptionSession:
         except Exception:
             log.debug("session %s: could not deliver %s", self.id, response.code)
         await self._channel.close(CLOSE_INTERNAL_ERROR, response.error)
+
+
+def _first_error(tasks: set[asyncio.Task[None]]) -> BaseException | None:
+    for task in tasks:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            return error
+    return None
