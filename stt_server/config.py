@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Self
@@ -60,10 +59,6 @@ class SessionSettings(BaseModel):
                 for err in exc.errors()
             )
             raise ProtocolError(ErrorCode.INVALID_CONFIG, f"invalid settings: {problems}") from exc
-
-
-def _env_default(name: str, fallback: str | None) -> str | None:
-    return os.environ.get(name, fallback)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from stt_server.engines.base import EngineError
 from stt_server.protocol import (
     ERROR_TABLE,
@@ -39,3 +41,10 @@ def test_exceptions_become_error_responses() -> None:
     internal = error_response(KeyError("secret detail"))
     assert internal.code is ErrorCode.INTERNAL_ERROR
     assert "secret detail" not in internal.error
+
+
+def test_readme_documents_every_error_code() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Server") :]
+    for code in ErrorCode:
+        assert f"| `{code.value}` |" in section, code

@@ -219,6 +219,18 @@ async def test_every_bad_input_gets_its_code_and_the_session_keeps_working(
         assert word_error_rate(" ".join(short.sentences), str(final["text"])) <= 0.3
 
 
+async def test_a_message_above_the_transport_limit_closes_only_that_connection(
+    whisper_server: str,
+) -> None:
+    async with websockets.connect(url(whisper_server), max_size=None) as ws:
+        await ws.send(b"\x00" * (17 << 20))  # over uvicorn's 16 MiB frame limit in this fixture
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 30)
+        assert ws.close_code == 1009
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"http://{whisper_server}/health")).status_code == 200
+
+
 # --- a server with a scripted engine: failures, concurrency, disconnects ---------------------
 
 
