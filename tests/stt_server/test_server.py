@@ -114,8 +114,10 @@ async def test_real_time_stream_json_frames(whisper_server: str, recording: Reco
         if pause >= 1.5
     ]
     latencies = [final.at - end for final, end in zip(result.finals, ends, strict=True)]
-    # The large gap itself is 1.5 s; the rest is VAD windows plus queueing.
-    assert all(1.5 <= lat < 3.5 for lat in latencies), latencies
+    # By design the turn ends 1.5 s into the pause (the VAD may hear speech end a little before
+    # the last loud sample); measured 1.53-1.60 s here. The upper bound leaves room for a loaded
+    # CI machine but fails if the final waited for a re-transcription of the whole turn.
+    assert all(1.2 <= lat < 4.0 for lat in latencies), latencies
 
 
 async def test_binary_frames(whisper_server: str, recording: Recording) -> None:
