@@ -6,10 +6,12 @@ import contextlib
 import os
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -89,33 +91,37 @@ def server_process(*args: str, timeout: float = 120) -> Iterator[str]:
     """Start the server as its own process (`args` is the command line without --host/--port);
     yields `host:port` once /health answers 200, and stops it afterwards."""
     port = free_port()
+    address = f"127.0.0.1:{port}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "STT_DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
     command = [*args, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    proc = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                output = proc.stdout.read() if proc.stdout else ""
-                raise RuntimeError(f"server exited with {proc.returncode}:\n{output}")
-            try:
-                if httpx.get(f"http://{address}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not become healthy")
-            time.sleep(0.1)
-        yield address
-    finally:
-        proc.terminate()
+    # Output goes to a file, not a pipe: a pipe nobody reads would block a chatty server.
+    with tempfile.TemporaryFile(mode="w+") as log:
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
+            _wait_healthy(proc, address, timeout, log)
+            yield address
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_healthy(
+    proc: subprocess.Popen[bytes], address: str, timeout: float, log: IO[str]
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read()}")
+        try:
+            if httpx.get(f"http://{address}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not become healthy")
+        time.sleep(0.1)
