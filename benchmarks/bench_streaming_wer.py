@@ -72,10 +72,21 @@ async def stream_one(address: str, recording: Recording, realtime: bool) -> tupl
     return " ".join(f.message["text"] for f in finals), latencies
 
 
+async def stream_many(
+    address: str, recording: Recording, realtime: bool, sessions: int
+) -> list[tuple[str, list[float]]]:
+    return await asyncio.gather(
+        *(stream_one(address, recording, realtime) for _ in range(sessions))
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
         "--fast", action="store_true", help="stream as fast as possible (no latency)"
+    )
+    parser.add_argument(
+        "--sessions", type=int, default=1, help="concurrent sessions streaming each recording"
     )
     args = parser.parse_args()
 
@@ -87,13 +98,15 @@ def main() -> int:
 
     streamed: list[str] = []
     latencies: list[float] = []
+    session_wers: list[float] = []
     started = time.monotonic()
     command = [sys.executable, "-m", "stt_server.cli", "--engine", "whisper"]
     with server_process(*command, "--model", str(model_dir)) as address:
         for recording in recordings:
-            text, lat = asyncio.run(stream_one(address, recording, realtime=not args.fast))
-            streamed.append(text)
-            latencies += lat
+            texts = asyncio.run(stream_many(address, recording, not args.fast, args.sessions))
+            streamed.append(texts[0][0])
+            session_wers += [word_error_rate(recording.text, text) for text, _ in texts]
+            latencies += [lat for _, lats in texts for lat in lats]
     elapsed = time.monotonic() - started
 
     reference = " ".join(r.text for r in recordings)
@@ -102,7 +115,8 @@ def main() -> int:
     print(f"date: {datetime.date.today()}  machine: {platform.machine()}, {os.cpu_count()} CPUs")
     print(f"engine: whisper-base (CTranslate2 int8, CPU), beam 2; {len(recordings)} espeak-ng")
     print(f"recordings, {words} words, {audio_s:.1f} s audio; streamed in 20 ms frames")
-    print(f"{'real time' if not args.fast else 'as fast as possible'} in {elapsed:.1f} s\n")
+    pace = "real time" if not args.fast else "as fast as possible"
+    print(f"{pace}, {args.sessions} concurrent session(s) per recording, in {elapsed:.1f} s\n")
     whole_wer = word_error_rate(reference, " ".join(whole))
     streamed_wer = word_error_rate(reference, " ".join(streamed))
     print("| transcription | WER |")
@@ -112,6 +126,8 @@ def main() -> int:
     for i, (r, w, s) in enumerate(zip(recordings, whole, streamed, strict=True)):
         pair = f"{word_error_rate(r.text, w):.3f} / {word_error_rate(r.text, s):.3f}"
         print(f"| recording {i + 1}: whole / streamed | {pair} |")
+    if args.sessions > 1:
+        print(f"| streamed, mean over all sessions | {statistics.mean(session_wers):.3f} |")
     if latencies:
         print(
             f"\nend of speech → final segment, {len(latencies)} turns (incl. the 1.5 s large gap):"
