@@ -8,6 +8,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from stt_server.engines.base import Audio, Engine, EngineError
@@ -36,7 +37,7 @@ class InferenceWorker:
         self.engine = engine
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
-        self.batch_sizes: list[int] = []  # history, for tests and stats
+        self.batch_sizes: deque[int] = deque(maxlen=1024)  # recent batches, for stats
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=f"inference:{engine.name}")
         self._lock = threading.Lock()

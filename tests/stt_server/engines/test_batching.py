@@ -48,6 +48,7 @@ async def test_concurrent_requests_are_batched_up_to_the_maximum() -> None:
         worker.stop(5)
     assert results == [f"len={10 + i}" for i in range(6)]
     assert engine.batches == [4, 2]
+    assert list(worker.batch_sizes) == [4, 2]
     assert engine.threads == {"inference:fake"}  # never on the event loop's thread
 
 
