@@ -26,8 +26,10 @@ class CanaryQwenEngine:
                 "Provide them in one of these ways:\n"
                 "  * --model /path/to/checkpoint (a local directory with the downloaded files)\n"
                 f"  * --model {DEFAULT_MODEL} with network access to the Hugging Face Hub\n"
-                "  * pre-fill the Hugging Face cache (HF_HOME), e.g. "
-                f"`huggingface-cli download {DEFAULT_MODEL}`, and keep HF_HUB_OFFLINE=1\n"
+                "  * pre-fill the Hugging Face cache (HF_HOME) with both repositories the model "
+                f"needs, `huggingface-cli download {DEFAULT_MODEL}` and "
+                "`huggingface-cli download Qwen/Qwen3-1.7B` (its tokenizer and LLM config), "
+                "then HF_HUB_OFFLINE=1 works\n"
                 "  * or run on CPU with another engine: --engine whisper --model DIR"
             ) from exc
 
