@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 Audio = npt.NDArray[np.float32]
 
-ENGINES = ("canary-qwen", "whisper")
+ENGINES = ("canary-qwen", "whisper", "fixed-cost")
 
 
 class EngineError(Exception):
@@ -45,4 +45,8 @@ def load_engine(name: str, model: str | None, device: str) -> Engine:
         from stt_server.engines.canary_qwen import DEFAULT_MODEL, CanaryQwenEngine
 
         return CanaryQwenEngine(model or DEFAULT_MODEL, device=device)
+    if name == "fixed-cost":
+        from stt_server.engines.fixed_cost import FixedCostEngine
+
+        return FixedCostEngine(model, device=device)
     raise EngineLoadError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
