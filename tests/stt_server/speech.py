@@ -102,3 +102,24 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     import jiwer
 
     return float(jiwer.wer(normalise(reference), normalise(hypothesis)))
+
+
+def write_audio_file(
+    path: Path, audio: npt.NDArray[np.float32], rate: int, channels: int = 1
+) -> None:
+    """Writes 16 kHz mono `audio` as a file at `rate` with `channels` identical channels; the
+    format follows the suffix (MP3 through PyAV, the rest through soundfile)."""
+    data = resample(audio, SAMPLE_RATE, rate)
+    if path.suffix == ".mp3":
+        import av
+
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("mp3", rate=rate, layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                data[np.newaxis, :].astype(np.float32), format="fltp", layout="mono"
+            )
+            frame.sample_rate = rate
+            for packet in [*stream.encode(frame), *stream.encode(None)]:
+                container.mux(packet)
+        return
+    soundfile.write(path, np.stack([data] * channels, axis=1) if channels > 1 else data, rate)

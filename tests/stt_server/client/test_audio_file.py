@@ -4,32 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import soundfile
 
-from stt_server.audio import SAMPLE_RATE, resample
+from stt_server.audio import SAMPLE_RATE
 from stt_server.client.audio_file import AudioFileError, load_audio
-from tests.stt_server.speech import speak
+from tests.stt_server.speech import speak, write_audio_file
 
 
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
     return speak("Testing one two three, this is the client.")
-
-
-def write_mp3(path: Path, audio: np.ndarray, rate: int) -> None:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mp3", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(
-            audio[np.newaxis, :].astype(np.float32), format="fltp", layout="mono"
-        )
-        frame.sample_rate = rate
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
@@ -52,13 +38,8 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
 def test_formats_decode_to_16k_mono(
     tmp_path: Path, speech: np.ndarray, name: str, rate: int, channels: int
 ) -> None:
-    audio = resample(speech, SAMPLE_RATE, rate)
     path = tmp_path / name
-    if name.endswith(".mp3"):
-        write_mp3(path, audio, rate)
-    else:
-        data = np.stack([audio] * channels, axis=1) if channels > 1 else audio
-        soundfile.write(path, data, rate)
+    write_audio_file(path, speech, rate, channels)
 
     decoded = load_audio(path)
 

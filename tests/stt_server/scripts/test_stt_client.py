@@ -14,14 +14,18 @@ import types
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 import soundfile
 
 from stt_server.audio import SAMPLE_RATE, resample
 from stt_server.scripts import stt_client
-from tests.stt_server.speech import Recording, make_recording, word_error_rate
+from tests.stt_server.speech import (
+    Recording,
+    make_recording,
+    word_error_rate,
+    write_audio_file,
+)
 
 # Whisper-base on espeak-ng's synthetic voice, streamed in chunks and merged. Measured on these
 # two turns (24 words): 0.04-0.17 over all formats, framings and rates (the second turn's
@@ -68,21 +72,6 @@ def final_lines(stdout: str) -> list[str]:
     return [line.split("] ", 1)[1] for line in lines]
 
 
-def write_file(path: Path, audio: np.ndarray, rate: int, channels: int) -> None:
-    data = resample(audio, SAMPLE_RATE, rate)
-    if path.suffix == ".mp3":
-        with av.open(str(path), "w") as container:
-            stream = container.add_stream("mp3", rate=rate, layout="mono")
-            frame = av.AudioFrame.from_ndarray(
-                data[np.newaxis, :].astype(np.float32), format="fltp", layout="mono"
-            )
-            frame.sample_rate = rate
-            for packet in [*stream.encode(frame), *stream.encode(None)]:
-                container.mux(packet)
-        return
-    soundfile.write(path, np.stack([data] * channels, axis=1) if channels > 1 else data, rate)
-
-
 @pytest.mark.parametrize(
     ("name", "rate", "channels"),
     [
@@ -101,7 +90,7 @@ def test_file_formats_transcribe(
     channels: int,
 ) -> None:
     path = tmp_path / name
-    write_file(path, short_recording.audio, rate, channels)
+    write_audio_file(path, short_recording.audio, rate, channels)
 
     result = run_client(str(path), "--url", f"ws://{whisper_server}/ws/transcribe", "--speed", "0")
 
@@ -113,7 +102,7 @@ def test_json_output_is_every_message_in_protocol_order(
     whisper_server: str, short_recording: Recording, tmp_path: Path
 ) -> None:
     path = tmp_path / "turns.wav"
-    write_file(path, short_recording.audio, SAMPLE_RATE, 1)
+    write_audio_file(path, short_recording.audio, SAMPLE_RATE, 1)
 
     result = run_client(
         str(path), "--url", f"ws://{whisper_server}/ws/transcribe", "--speed", "0", "--json"
@@ -140,7 +129,7 @@ def test_binary_frames_at_real_time_pace(
     whisper_server: str, short_recording: Recording, tmp_path: Path
 ) -> None:
     path = tmp_path / "turns.wav"
-    write_file(path, short_recording.audio, SAMPLE_RATE, 1)
+    write_audio_file(path, short_recording.audio, SAMPLE_RATE, 1)
     duration = len(short_recording.audio) / SAMPLE_RATE
     started = time.monotonic()
 
@@ -156,7 +145,7 @@ def test_binary_frames_at_real_time_pace(
 
 def test_unreachable_server_fails_clearly(tmp_path: Path, short_recording: Recording) -> None:
     path = tmp_path / "turns.wav"
-    write_file(path, short_recording.audio, SAMPLE_RATE, 1)
+    write_audio_file(path, short_recording.audio, SAMPLE_RATE, 1)
     result = run_client(str(path), "--url", "ws://127.0.0.1:9/ws/transcribe", timeout=60)
     assert result.returncode == 2
     assert "cannot connect to ws://127.0.0.1:9/ws/transcribe" in result.stderr
