@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -71,6 +72,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-level", default=_env("STT_LOG_LEVEL", d.log_level), help="[STT_LOG_LEVEL]"
     )
+    limits = p.add_argument_group("limits (a duration of 0 disables that limit)")
+    limits.add_argument(
+        "--max-sessions",
+        type=int,
+        default=int(_env("STT_MAX_SESSIONS", str(d.max_sessions))),
+        help="more concurrent sessions get TOO_MANY_SESSIONS, close 1013 [STT_MAX_SESSIONS]",
+    )
+    for name, flag, what in (
+        ("idle_timeout", "--idle-timeout", "seconds without a client message [STT_IDLE_TIMEOUT]"),
+        (
+            "max_session_seconds",
+            "--max-session-seconds",
+            "longest session, in seconds [STT_MAX_SESSION_SECONDS]",
+        ),
+        (
+            "send_timeout",
+            "--send-timeout",
+            "seconds a send to a client that does not read may take [STT_SEND_TIMEOUT]",
+        ),
+        (
+            "drain_timeout",
+            "--drain-timeout",
+            "seconds open sessions get to finish on SIGTERM/SIGINT [STT_DRAIN_TIMEOUT]",
+        ),
+    ):
+        limits.add_argument(
+            flag, type=float, default=float(_env(env_name(name), str(getattr(d, name)))), help=what
+        )
+    access = p.add_argument_group("access")
+    access.add_argument(
+        "--api-key",
+        default=os.environ.get("STT_API_KEY") or None,
+        help="require this key on /ws/transcribe (Authorization: Bearer KEY, or ?token=KEY); "
+        "prefer the environment variable, command lines are visible to other users [STT_API_KEY]",
+    )
+    access.add_argument(
+        "--allowed-origins",
+        default=_env("STT_ALLOWED_ORIGINS", ""),
+        help="comma-separated Origins browsers may connect from, e.g. https://app.example.com; "
+        "empty: any [STT_ALLOWED_ORIGINS]",
+    )
     session = p.add_argument_group(
         "per-session defaults (clients may override them with camelCase query parameters)"
     )
@@ -117,6 +159,13 @@ def parse_settings(argv: Sequence[str] | None = None) -> ServerSettings:
         max_message_bytes=args.max_message_bytes,
         queue_size=args.queue_size,
         log_level=args.log_level,
+        max_sessions=args.max_sessions,
+        idle_timeout=args.idle_timeout,
+        max_session_seconds=args.max_session_seconds,
+        send_timeout=args.send_timeout,
+        drain_timeout=args.drain_timeout,
+        api_key=args.api_key,
+        allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
         session=session,
     )
 
@@ -138,17 +187,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import uvicorn
 
-    from stt_server.server import create_app
+    from stt_server.server import Sessions, create_app, serve
 
-    app = create_app(settings, engine=engine)
-    uvicorn.run(
+    sessions = Sessions(settings.max_sessions)
+    app = create_app(settings, engine=engine, sessions=sessions)
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         # Above our own limit, so oversized messages get MESSAGE_TOO_LARGE, not a dropped socket.
         ws_max_size=max(16 << 20, 4 * settings.max_message_bytes),
+        # After the drain: what is still running gets this long before it is cancelled.
+        timeout_graceful_shutdown=5,
     )
+    asyncio.run(serve(config, sessions, settings.drain_timeout))
     return 0
 
 

@@ -75,6 +75,15 @@ class ServerSettings:
     max_message_bytes: int = 1 << 20
     queue_size: int = 64
     log_level: str = "info"
+    # Limits; a duration of 0 disables that limit.
+    max_sessions: int = 100
+    idle_timeout: float = 30.0  # seconds without a client message
+    max_session_seconds: float = 3600.0
+    send_timeout: float = 10.0  # a send to a client that does not read fails after this
+    drain_timeout: float = 30.0  # SIGTERM: how long open sessions get to finish their input
+    # Access: a shared key (None: open) and the Origins browsers may connect from (empty: any).
+    api_key: str | None = None
+    allowed_origins: tuple[str, ...] = ()
     session: SessionSettings = field(default_factory=SessionSettings)
 
 

@@ -13,12 +13,16 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import asyncio
+import contextlib
+import hmac
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import uvicorn
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -26,18 +30,21 @@ from fastapi.staticfiles import StaticFiles
 from stt_server.config import ServerSettings
 from stt_server.engines.base import Engine, load_engine
 from stt_server.engines.batching import InferenceWorker
-from stt_server.protocol import ErrorCode, ErrorResponse, ProtocolError
-from stt_server.session import (
-    CLOSE_POLICY_VIOLATION,
-    ClientChannel,
-    TranscriptionSession,
+from stt_server.protocol import (
+    CLOSE_TRY_AGAIN_LATER,
+    ErrorCode,
+    ErrorResponse,
+    ProtocolError,
+    close_code,
 )
+from stt_server.session import ClientChannel, InputEnd, TranscriptionSession
 from stt_server.stages.vad import SileroModel
 
 log = logging.getLogger("stt_server")
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-CLOSE_TRY_AGAIN_LATER = 1013
+# Query parameters that are not session settings.
+_ACCESS_PARAMS = frozenset({"token"})
 
 
 @dataclass
@@ -49,18 +56,84 @@ class Runtime:
     vad: SileroModel
 
 
+class Sessions:
+    """The open sessions: admission against the limit, and the drain on shutdown."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.draining = False
+        self._open: set[TranscriptionSession] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def refusal(self) -> ProtocolError | None:
+        """Why a new session cannot start now, if it cannot."""
+        if self.draining:
+            return ProtocolError(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
+        if len(self._open) >= self.limit:
+            return ProtocolError(
+                ErrorCode.TOO_MANY_SESSIONS, f"the server is at its limit of {self.limit} sessions"
+            )
+        return None
+
+    @contextlib.contextmanager
+    def hold(self, session: TranscriptionSession) -> Iterator[None]:
+        self._open.add(session)
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._open.discard(session)
+            if not self._open:
+                self._idle.set()
+
+    async def drain(self, seconds: float) -> bool:
+        """Refuse new sessions and have every open one finish its input and close (1001);
+        True when all closed within `seconds`."""
+        self.draining = True
+        for session in list(self._open):
+            session.stop(InputEnd.SHUTDOWN)
+        try:
+            async with asyncio.timeout(seconds):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+def authorized(api_key: str | None, authorization: str | None, token: str | None) -> bool:
+    """Whether the request carries the key, as `Authorization: Bearer KEY` or `?token=KEY`;
+    compared in constant time so response timing does not reveal how much of a guess matched."""
+    if api_key is None:
+        return True
+    expected = api_key.encode()
+    offered: list[str] = []
+    if authorization is not None:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            offered.append(credentials.strip())
+    if token is not None:
+        offered.append(token)
+    return any(hmac.compare_digest(expected, key.encode()) for key in offered)
+
+
 def create_app(
     settings: ServerSettings,
     *,
     engine: Engine | None = None,
     engine_factory: Callable[[], Engine] | None = None,
     web_dir: Path = WEB_DIR,
+    sessions: Sessions | None = None,
 ) -> FastAPI:
     """The application; models load in the lifespan (before uvicorn accepts connections)
-    unless an already loaded `engine` is passed."""
+    unless an already loaded `engine` is passed. `sessions` is given by whoever drains them."""
 
     runtime: Runtime | None = None
     session_ids = itertools.count(1)
+    open_sessions = sessions if sessions is not None else Sessions(settings.max_sessions)
 
     def load() -> Runtime:
         loaded = engine
@@ -99,12 +172,15 @@ def create_app(
     async def health() -> Response:
         if runtime is None:
             return JSONResponse({"status": "loading"}, status_code=503)
+        if open_sessions.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
         return JSONResponse(
             {
                 "status": "healthy",
                 "engine": runtime.engine.name,
                 "model": runtime.engine.model,
                 "device": runtime.engine.device,
+                "sessions": len(open_sessions),
             }
         )
 
@@ -118,10 +194,30 @@ def create_app(
     if web_dir.is_dir():
         app.mount("/static", StaticFiles(directory=web_dir), name="static")
 
+    def access_error(websocket: WebSocket) -> ProtocolError | None:
+        origin = websocket.headers.get("origin")
+        # Browsers always send Origin (and scripts cannot change it); other clients need not
+        # send one and could claim any, so the list only guards against foreign web pages.
+        if (
+            settings.allowed_origins
+            and origin is not None
+            and origin not in settings.allowed_origins
+        ):
+            return ProtocolError(ErrorCode.ORIGIN_NOT_ALLOWED, f"origin {origin!r} is not allowed")
+        if not authorized(
+            settings.api_key,
+            websocket.headers.get("authorization"),
+            websocket.query_params.get("token"),
+        ):
+            return ProtocolError(ErrorCode.UNAUTHORIZED, "missing or wrong API key")
+        return None
+
     @app.websocket("/ws/transcribe")
     async def transcribe(websocket: WebSocket) -> None:
+        # Accept first, then refuse with an ErrorResponse: a browser cannot see why a handshake
+        # failed (only 1006), but it can read a message and a close code.
         await websocket.accept()
-        channel = ClientChannel(websocket)
+        channel = ClientChannel(websocket, settings.send_timeout)
         current = runtime
         if current is None:
             await channel.send(
@@ -129,11 +225,15 @@ def create_app(
             )
             await channel.close(CLOSE_TRY_AGAIN_LATER, "loading")
             return
+        query = {k: v for k, v in websocket.query_params.items() if k not in _ACCESS_PARAMS}
         try:
-            session_settings = settings.session.with_overrides(websocket.query_params)
+            refusal = access_error(websocket) or open_sessions.refusal()
+            if refusal is not None:
+                raise refusal
+            session_settings = settings.session.with_overrides(query)
         except ProtocolError as exc:
             await channel.send(exc.response())
-            await channel.close(CLOSE_POLICY_VIOLATION, exc.message)
+            await channel.close(close_code(exc.code), exc.message)
             return
         session = TranscriptionSession(
             websocket,
@@ -143,10 +243,55 @@ def create_app(
             transcribe=current.worker.transcribe,
             max_message_bytes=settings.max_message_bytes,
             queue_size=settings.queue_size,
+            idle_timeout=settings.idle_timeout,
+            max_seconds=settings.max_session_seconds,
+            send_timeout=settings.send_timeout,
         )
-        await session.run()
+        with open_sessions.hold(session):
+            await session.run()
 
     return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handling: `serve` drains sessions first, and the process
+    exits with 0 instead of re-raising the signal once uvicorn is done."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(config: uvicorn.Config, sessions: Sessions, drain: float) -> None:
+    """Run until SIGTERM or SIGINT, then drain: stop accepting sessions, let every open one
+    finish its input and close with 1001 (at most `drain` seconds), then stop uvicorn.
+    A second signal skips the rest of the drain."""
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    serving = asyncio.create_task(server.serve(), name="uvicorn")
+    stopping = asyncio.create_task(stop.wait(), name="signal")
+    try:
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stopping.done():
+            stop.clear()
+            log.info("shutdown: draining %d session(s), at most %.0fs", len(sessions), drain)
+            draining = asyncio.create_task(sessions.drain(drain), name="drain")
+            again = asyncio.create_task(stop.wait(), name="signal")
+            await asyncio.wait({draining, again}, return_when=asyncio.FIRST_COMPLETED)
+            if not draining.done() or not draining.result():
+                log.warning("shutdown: %d session(s) did not finish in time", len(sessions))
+            for task in (draining, again):
+                task.cancel()
+            await asyncio.gather(draining, again, return_exceptions=True)
+            server.should_exit = True
+        await serving
+    finally:
+        stopping.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ def test_python_server_py_starts_and_reports_health(whisper_model_dir: Path) -> 
         "engine": "whisper",
         "model": str(whisper_model_dir),
         "device": "cpu",
+        "sessions": 0,
     }
 
 

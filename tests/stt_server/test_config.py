@@ -59,3 +59,26 @@ def test_cli_rejects_inconsistent_session_defaults(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("STT_DEVICE", "cpu")
     with pytest.raises(SystemExit):
         parse_settings(["--small-gap", "3", "--large-gap", "1"])
+
+
+def test_limits_and_access_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STT_DEVICE", "cpu")
+    monkeypatch.setenv("STT_IDLE_TIMEOUT", "12.5")
+    monkeypatch.setenv("STT_API_KEY", "from-env")
+    monkeypatch.setenv("STT_ALLOWED_ORIGINS", "https://a.example, http://localhost:15751")
+    flags = "--max-sessions 7 --max-session-seconds 0 --send-timeout 3 --drain-timeout 9"
+    s = parse_settings(flags.split())
+    assert (s.max_sessions, s.idle_timeout, s.max_session_seconds) == (7, 12.5, 0.0)
+    assert (s.send_timeout, s.drain_timeout) == (3.0, 9.0)
+    assert s.api_key == "from-env"
+    assert s.allowed_origins == ("https://a.example", "http://localhost:15751")
+    assert parse_settings(["--api-key", "flag"]).api_key == "flag"
+
+
+def test_access_is_open_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STT_DEVICE", "cpu")
+    monkeypatch.delenv("STT_API_KEY", raising=False)
+    monkeypatch.delenv("STT_ALLOWED_ORIGINS", raising=False)
+    s = parse_settings([])
+    assert (s.api_key, s.allowed_origins) == (None, ())
+    assert (s.max_sessions, s.idle_timeout, s.send_timeout) == (100, 30.0, 10.0)
