@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import urllib.parse
+from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -70,6 +71,9 @@ def encode_frame(frame: Audio, *, binary: bool) -> str | bytes:
     return json.dumps({"samples": samples, "sampleRate": SAMPLE_RATE, "channels": 1})
 
 
+END_OF_STREAM = json.dumps({"type": "end"})
+
+
 async def run_session(
     url: str,
     frames: AsyncIterator[Audio],
@@ -78,14 +82,23 @@ async def run_session(
     binary: bool = False,
     settle_seconds: float = 3.0,
     final_timeout: float = 60.0,
+    api_key: str | None = None,
 ) -> SessionResult:
     """Streams `frames` to the server at `url` while showing its messages.
 
-    When the frames run out, waits until the server has been quiet for `settle_seconds` with no
-    turn left open (a tentative without its final), or `final_timeout` at most, then closes."""
+    When the frames run out, sends end of stream (`{"type": "end"}`) and waits, `final_timeout`
+    at most, for the server to transcribe the rest and close. A server too old to know `end`
+    says UNSUPPORTED_MESSAGE_TYPE; then the client waits until the server has been quiet for
+    `settle_seconds` with no turn left open instead, and closes itself."""
     result = SessionResult()
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
     try:
-        ws = await connect(session_url(url, binary=binary), open_timeout=10, max_size=2**22)
+        ws = await connect(
+            session_url(url, binary=binary),
+            open_timeout=10,
+            max_size=2**22,
+            additional_headers=headers,
+        )
     except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
         raise ClientError(f"cannot connect to {url}: {exc}") from exc
     state = _ReceiveState()
@@ -95,7 +108,10 @@ async def run_session(
             if receiver.done():
                 break
             await ws.send(encode_frame(frame, binary=binary))
-        await _settle(state, receiver, settle_seconds, final_timeout)
+        if not receiver.done():
+            state.end_sent = True
+            await ws.send(END_OF_STREAM)
+            await _wait_for_close(state, receiver, settle_seconds, final_timeout)
     except ConnectionClosed as exc:
         raise ClientError(f"connection to {url} lost: {exc}") from exc
     finally:
@@ -113,6 +129,8 @@ class _ReceiveState:
     open_turn: bool = False
     last_message: float = 0.0
     closed_error: str | None = None
+    end_sent: bool = False
+    end_unsupported: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 async def _receive(
@@ -132,6 +150,9 @@ async def _receive(
                 result.errors.append(("BAD_SERVER_MESSAGE", repr(raw)[:200]))
                 display.error("BAD_SERVER_MESSAGE", repr(raw)[:200])
                 continue
+            if state.end_sent and message.get("code") == "UNSUPPORTED_MESSAGE_TYPE":
+                state.end_unsupported.set()  # an older server: not an error of this session
+                continue
             display.raw(message)
             if "error" in message:
                 code, text = str(message.get("code", "")), str(message["error"])
@@ -150,6 +171,23 @@ async def _receive(
             state.closed_error = (
                 f"server closed the connection: code {exc.rcvd.code} {exc.rcvd.reason}".strip()
             )
+
+
+async def _wait_for_close(
+    state: _ReceiveState, receiver: asyncio.Task[None], settle_seconds: float, limit: float
+) -> None:
+    """After end of stream: until the server closes, or falls back to `_settle` if it did not
+    understand `end`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    fallback = asyncio.create_task(state.end_unsupported.wait())
+    try:
+        await asyncio.wait({receiver, fallback}, timeout=limit, return_when=FIRST_COMPLETED)
+    finally:
+        fallback.cancel()
+        await asyncio.gather(fallback, return_exceptions=True)
+    if state.end_unsupported.is_set() and not receiver.done():
+        await _settle(state, receiver, settle_seconds, max(0.0, deadline - loop.time()))
 
 
 async def _settle(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -40,6 +41,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--speed", type=float, default=1.0, help="N× real time for files; 0 = unpaced (1)"
     )
     parser.add_argument("--binary", action="store_true", help="send raw PCM binary frames")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("STT_API_KEY") or None,
+        help="the server's key, sent as Authorization: Bearer (default: $STT_API_KEY)",
+    )
     parser.add_argument("--json", action="store_true", help="print server messages as JSON")
     parser.add_argument("--device", type=int, help="microphone device index (skips the prompt)")
     parser.add_argument(
@@ -49,7 +55,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="seconds of silence sent at the end so the last turn ends (2.5)",
     )
     parser.add_argument(
-        "--wait", type=float, default=60.0, help="seconds to wait for the last final (60)"
+        "--wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait, after the last frame, for the server to finish (60)",
     )
     args = parser.parse_args(argv)
     if args.speed < 0:
@@ -87,7 +96,12 @@ async def _run(args: argparse.Namespace) -> SessionResult:
     display = make_display(args.json)
     try:
         return await run_session(
-            args.url, frames, display, binary=args.binary, final_timeout=args.wait
+            args.url,
+            frames,
+            display,
+            binary=args.binary,
+            final_timeout=args.wait,
+            api_key=args.api_key,
         )
     finally:
         display.close()

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,11 @@ import pytest
 import soundfile
 
 from stt_server.audio import SAMPLE_RATE, resample
+from stt_server.config import ServerSettings
+from stt_server.engines.whisper import WhisperEngine
 from stt_server.scripts import stt_client
+from stt_server.server import create_app
+from tests.conftest import serve
 from tests.stt_server.speech import (
     Recording,
     make_recording,
@@ -245,3 +250,50 @@ def test_microphone_device_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     sd.query_devices = lambda index=None: [{"name": "out", "max_input_channels": 0}]  # pyright: ignore[reportAttributeAccessIssue]
     with pytest.raises(MicrophoneError, match="no audio input device"):
         choose_device(sd, None, None)
+
+
+def test_end_of_stream_finishes_the_last_turn_without_trailing_silence(
+    whisper_server: str, short_recording: Recording, tmp_path: Path
+) -> None:
+    """The recording ends 0.5 s after the last word, less than the pause that ends a turn:
+    only `{"type": "end"}` makes the server finish that turn, and the client waits for it."""
+    path = tmp_path / "turns.wav"
+    write_audio_file(path, short_recording.audio, SAMPLE_RATE, 1)
+
+    result = run_client(
+        str(path),
+        "--url",
+        f"ws://{whisper_server}/ws/transcribe",
+        "--speed",
+        "0",
+        "--trailing-silence",
+        "0",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert_transcribed(short_recording.turns, final_lines(result.stdout))
+
+
+@pytest.fixture(scope="module")
+def keyed_server(whisper_engine: WhisperEngine) -> Iterator[str]:
+    settings = ServerSettings(engine="whisper", device="cpu", api_key="client-test-key")
+    with serve(create_app(settings, engine=whisper_engine)) as address:
+        yield address
+
+
+def test_api_key_is_sent_as_a_bearer_header(
+    keyed_server: str, short_recording: Recording, tmp_path: Path
+) -> None:
+    path = tmp_path / "turns.wav"
+    write_audio_file(path, short_recording.audio, SAMPLE_RATE, 1)
+    endpoint = f"ws://{keyed_server}/ws/transcribe"
+
+    accepted = run_client(
+        str(path), "--url", endpoint, "--speed", "0", "--api-key", "client-test-key"
+    )
+    refused = run_client(str(path), "--url", endpoint, "--speed", "0", "--api-key", "wrong")
+
+    assert accepted.returncode == 0, accepted.stderr
+    assert_transcribed(short_recording.turns, final_lines(accepted.stdout))
+    assert refused.returncode != 0
+    assert "UNAUTHORIZED" in refused.stderr
