@@ -201,7 +201,8 @@ class TranscriptionSession:
         """Stop reading input (interrupting a receive in progress) and finish the session."""
         if self._stop is None:
             self._stop = reason
-        if self._waiting is not None:
+        # An expiring timeout is already ending the receive (and cannot be rescheduled).
+        if self._waiting is not None and not self._waiting.expired():
             self._waiting.reschedule(asyncio.get_running_loop().time())
 
     async def run(self) -> None:
