@@ -1,13 +1,13 @@
 """Voice activity: Silero probabilities per 32 ms window → speech chunks and end-of-turn events.
 
 `VadSegmenter` is the pure hysteresis state machine (driven by probabilities, testable without
-a model); `SileroVad` holds one session's recurrent model state; `VadStage` ties them together
-and runs the model off the event loop.
+a model); `SileroVad` runs one session's windows through the model on its own; `VadStage` ties
+the segmenter to the shared `VadBatcher` (stages/vad_batching.py), which runs the windows of all
+sessions of a tick as one batch off the event loop, each session keeping its own state.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import importlib.resources
 from dataclasses import dataclass
@@ -19,9 +19,9 @@ import onnxruntime
 from stt_server.audio import SAMPLE_RATE, Audio
 from stt_server.config import SessionSettings
 from stt_server.pipeline import DEFAULT_QUEUE_SIZE, Stage
+from stt_server.stages.vad_batching import CONTEXT, WINDOW, SileroStream, VadBatcher
 
-WINDOW = 512  # samples per Silero window at 16 kHz (32 ms)
-CONTEXT = 64  # samples of the previous window Silero expects in front of each window
+__all__ = ["CONTEXT", "WINDOW", "SileroModel", "SileroVad", "VadSegmenter", "VadStage"]
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,8 @@ class VadStage(Stage[Audio, VadEvent]):
         self, model: SileroModel, settings: SessionSettings, *, queue_size: int = DEFAULT_QUEUE_SIZE
     ) -> None:
         super().__init__(queue_size=queue_size)
-        self._vad = SileroVad(model)
+        self._model = model
+        self._stream = SileroStream()
         self._segmenter = VadSegmenter(settings)
         self._pending = np.zeros(0, dtype=np.float32)
 
@@ -221,7 +222,8 @@ class VadStage(Stage[Audio, VadEvent]):
             return
         windows = self._pending[: count * WINDOW].reshape(count, WINDOW)
         self._pending = self._pending[count * WINDOW :]
-        probs = await asyncio.to_thread(self._vad.probabilities, windows)
+        batcher = VadBatcher.for_loop(self._model.session)
+        probs = await batcher.probabilities(self._stream, windows)
         for window, prob in zip(windows, probs, strict=True):
             for event in self._segmenter.push(window, prob):
                 await self.emit(event)
