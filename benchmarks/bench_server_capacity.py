@@ -1,0 +1,228 @@
+"""Server capacity: how many real-time streams one server process carries, and at what cost.
+
+Starts `stt-server --engine fixed-cost` (a stand-in for a GPU model: every batch sleeps a fixed
+time, so what is measured is the server's own work: WebSocket, decoding, Silero VAD, batching,
+merging) as its own process, then for each N runs N concurrent clients in separate load-generator
+processes. Each client streams the espeak-ng test recording (five sentences, three turns, padded
+to --seconds) in binary 20 ms frames at real-time pace, starting at a random moment within the
+first --stagger seconds. Reports per N:
+
+* server CPU seconds per audio second per stream (utime+stime from /proc/PID/stat);
+* latency overhead per turn: arrival of the final segment − sending of the frame holding the
+  turn's last spoken sample − the large gap (the end-of-turn pause the VAD waits for by design);
+  p50/p95/p99 over all turns;
+* errors: error messages, failed connections, missing finals;
+* server CPU as % of one core over the run, and the part of it spent by the event-loop thread
+  (the rest: VAD/decoding worker threads and the inference thread);
+* the load generators' own CPU seconds (they share the machine with the server).
+
+    .venv/bin/python benchmarks/bench_server_capacity.py [--levels 1 10 50 100 200] \
+        [--cost 50ms] [--max-batch-size 32] [--procs-per-100 1]
+
+Prints numbers; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import math
+import multiprocessing
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+import numpy as np
+
+from stt_server.audio import SAMPLE_RATE
+from tests.conftest import REPO, free_port
+from tests.stt_server.load.loadgen import (
+    ClientResult,
+    end_frames,
+    frames_of,
+    load_recording,
+    run_clients,
+)
+
+LARGE_GAP = 1.5  # the server's default end-of-turn pause
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far."""
+    return cpu_seconds_of(Path(f"/proc/{pid}/stat"))
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU so far of each live thread of a process, by thread id (the main thread's is `pid`)."""
+    times: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # thread ended
+            times[int(task.name)] = cpu_seconds_of(task / "stat")
+    return times
+
+
+def cpu_seconds_of(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14, 15)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def generator(
+    args: tuple[str, int, list[bytes], list[int], float, int],
+) -> tuple[float, list[ClientResult]]:
+    """One load-generator process: its clients, and its own CPU seconds."""
+    url, clients, frames, ends, stagger, seed = args
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    start = time.process_time()
+    results = asyncio.run(
+        run_clients(url, clients, frames, ends, stagger=stagger, seed=seed, idle_timeout=60.0)
+    )
+    return time.process_time() - start, results
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 10, 50, 100, 200])
+    parser.add_argument("--cost", default="50ms", help="fixed-cost engine: time per batch")
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=30.0, help="audio per stream")
+    parser.add_argument("--stagger", type=float, default=3.0)
+    parser.add_argument("--clients-per-process", type=int, default=100)
+    parser.add_argument("--profile", help="run py-spy record on the server; raw output here")
+    parser.add_argument("--profile-level", type=int, help="only profile this N")
+    args = parser.parse_args()
+
+    audio, speech_ends = load_recording(args.seconds)
+    frames = frames_of(audio)
+    ends = end_frames(speech_ends)
+    audio_s = len(audio) / SAMPLE_RATE
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}/ws/transcribe"
+    command = [
+        *(sys.executable, "-m", "stt_server.cli", "--engine", "fixed-cost"),
+        *("--model", args.cost, "--device", "cpu", "--max-batch-size", str(args.max_batch_size)),
+        *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+    ]
+    load = os.getloadavg()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus (server and load generators "
+        f"share them); python {platform.python_version()}; "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
+        f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    print(
+        f"server: fixed-cost {args.cost} per batch, max batch {args.max_batch_size}; "
+        f"stream: {audio_s:.1f} s, {len(speech_ends)} turns, 20 ms binary frames, real time"
+    )
+    with tempfile.TemporaryFile(mode="w+") as log:
+        server = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        profiler: subprocess.Popen[bytes] | None = None
+        try:
+            while True:
+                if server.poll() is not None:
+                    log.seek(0)
+                    raise SystemExit(f"server exited:\n{log.read()}")
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            print(f"server idle RSS {rss_mib(server.pid):.0f} MiB")
+            header = (
+                f"{'N':>5} {'srv CPU ms/audio s/stream':>26} {'srv CPU %':>9} {'loop %':>6}"
+                f" {'gen CPU %':>9}"
+                f" {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'errors':>6} {'max lag ms':>10}"
+                f" {'RSS MiB':>7}"
+            )
+            print(header)
+            best = 0
+            for n in args.levels:
+                procs = max(1, math.ceil(n / args.clients_per_process))
+                shares = [n // procs + (i < n % procs) for i in range(procs)]
+                if args.profile and args.profile_level in (None, n):
+                    profiler = subprocess.Popen(
+                        [
+                            *(str(Path(sys.executable).parent / "py-spy"), "record"),
+                            *("--pid", str(server.pid), "--format", "raw", "--threads"),
+                            *("--output", args.profile, "--rate", "50", "--nonblocking"),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                cpu_before = cpu_seconds(server.pid)
+                loop_before = thread_cpu_seconds(server.pid)[server.pid]
+                wall = time.monotonic()
+                with multiprocessing.get_context("fork").Pool(procs) as pool:
+                    outcome = pool.map(
+                        generator,
+                        [
+                            (url, share, frames, ends, args.stagger, seed)
+                            for seed, share in enumerate(shares)
+                        ],
+                    )
+                wall = time.monotonic() - wall
+                server_cpu = cpu_seconds(server.pid) - cpu_before
+                loop_cpu = thread_cpu_seconds(server.pid)[server.pid] - loop_before
+                if profiler is not None:
+                    profiler.send_signal(2)  # SIGINT: py-spy writes its output and exits
+                    profiler.wait(60)
+                    profiler = None
+                gen_cpu = sum(cpu for cpu, _ in outcome)
+                results = [r for _, rs in outcome for r in rs]
+                overheads = [1000 * (x - LARGE_GAP) for r in results for x in r.latencies]
+                errors = sum(len(r.errors) + (r.failure is not None) for r in results) + sum(
+                    r.expected_finals - r.finals for r in results if r.failure is None
+                )
+                p99 = percentile(overheads, 99)
+                if errors == 0 and p99 < 100:
+                    best = max(best, n)
+                print(
+                    f"{n:>5} {1000 * server_cpu / (n * audio_s):>26.2f}"
+                    f" {100 * server_cpu / wall:>9.0f} {100 * loop_cpu / wall:>6.0f}"
+                    f" {100 * gen_cpu / wall:>9.0f}"
+                    f" {percentile(overheads, 50):>7.0f} {percentile(overheads, 95):>7.0f}"
+                    f" {p99:>7.0f} {errors:>6}"
+                    f" {1000 * max(r.max_lag for r in results):>10.0f}"
+                    f" {rss_mib(server.pid):>7.0f}",
+                    flush=True,
+                )
+                for failure in {r.failure for r in results if r.failure}:
+                    print(f"      failure: {failure}")
+                time.sleep(2)
+            print(f"largest N with zero errors and p99 overhead < 100 ms: {best or 'none'}")
+            load = os.getloadavg()
+            print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        finally:
+            if profiler is not None:
+                profiler.kill()
+            server.terminate()
+            server.wait(30)
+
+
+if __name__ == "__main__":
+    main()
