@@ -290,6 +290,7 @@ async def serve(config: uvicorn.Config, sessions: Sessions, drain: float) -> Non
         await serving
     finally:
         stopping.cancel()
+        await asyncio.gather(stopping, return_exceptions=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 

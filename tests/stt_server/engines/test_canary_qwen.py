@@ -49,6 +49,7 @@ async def test_server_streams_with_the_tiny_checkpoint(tiny_checkpoint: Path) ->
             "engine": "canary-qwen",
             "model": str(tiny_checkpoint),
             "device": "cpu",
+            "sessions": 0,
         }
         result = await stream_audio(
             f"ws://{address}/ws/transcribe", speech.audio, expected_finals=1, idle_timeout=60
