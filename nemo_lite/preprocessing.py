@@ -29,9 +29,13 @@ def mel_filterbank(config: PreprocessorConfig) -> Tensor:
 
 
 def frame_count(audio_len: Tensor, config: PreprocessorConfig) -> Tensor:
-    """Valid mel frames for `audio_len` samples (centred STFT): len // hop + 1, 0 for empty."""
+    """Valid mel frames for `audio_len` samples: len // hop, as NeMo's `get_seq_len` counts them.
+
+    The centred STFT yields one frame more; NeMo treats that last one (centred past the clip's end)
+    as padding: it is left out of the normalisation statistics and set to `pad_value`.
+    """
     pad = config.n_fft // 2 * 2
-    frames = torch.floor((audio_len.float() + pad - config.n_fft) / config.hop_length) + 1
+    frames = torch.div(audio_len + pad - config.n_fft, config.hop_length, rounding_mode="floor")
     return torch.where(audio_len == 0, 0, frames).to(torch.long)
 
 
