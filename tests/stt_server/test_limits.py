@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -43,8 +44,11 @@ class ScriptedEngine:
     def __init__(self, loud_bytes: int = 0) -> None:
         self.loud_bytes = loud_bytes
         self.calls = 0
+        self.gate = threading.Event()  # inference waits for it (in the worker's thread)
+        self.gate.set()
 
     def transcribe(self, batch: list[Audio]) -> list[str]:
+        self.gate.wait(30)
         texts: list[str] = []
         for audio in batch:
             self.calls += 1
@@ -152,6 +156,29 @@ async def test_a_client_that_keeps_sending_is_not_idle() -> None:
             await ws.send(END)
             messages, code, _ = await read_until_closed(ws)
     assert (messages, code) == ([], 1000)
+
+
+async def test_waiting_on_a_busy_pipeline_is_not_client_idleness() -> None:
+    """With inference held and one-item queues the server stops reading the socket; the
+    client has sent everything meanwhile. Time spent so is backpressure, not idleness: when
+    inference resumes, the rest is read and transcribed, and no IDLE_TIMEOUT comes."""
+    turns = make_recording(("Open the window please.",) * 4, (0.5, 0.5, 0.5, 0.5))
+    engine = ScriptedEngine()
+    engine.gate.clear()
+    try:
+        with limited_server(engine=engine, idle_timeout=0.5, queue_size=1) as address:
+            async with websockets.connect(url(address)) as ws:
+                await send_audio(ws, turns.audio)
+                await ws.send(END)
+                # The condition under test is time passing: three idle timeouts, held back.
+                await asyncio.sleep(1.5)
+                engine.gate.set()
+                messages, code, _ = await read_until_closed(ws, 60)
+    finally:
+        engine.gate.set()
+    assert all("code" not in m for m in messages), messages
+    assert messages[-1] == HELLO_FINAL
+    assert code == 1000
 
 
 async def test_a_session_past_its_length_gets_its_final_then_session_too_long(
