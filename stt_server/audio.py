@@ -54,6 +54,8 @@ def downmix(frames: npt.NDArray[np.float32]) -> Audio:
     """(frames, channels) → mono by averaging channels."""
     if frames.ndim == 1:
         return frames.astype(np.float32, copy=False)
+    if frames.shape[1] == 1:  # mono: a view, not a mean (every frame of every stream comes here)
+        return frames[:, 0].astype(np.float32, copy=False)
     return frames.mean(axis=1, dtype=np.float32)
 
 

@@ -41,6 +41,14 @@ def test_decode_pcm16_interleaved_stereo() -> None:
     assert downmix(out).tolist() == [0.0, 0.0]
 
 
+def test_downmix_of_mono_is_the_channel_itself() -> None:
+    data = np.array([0, 16384, -32768, 32767], dtype="<i2").tobytes()
+    mono = downmix(decode_pcm16(data, 1))
+    assert mono.shape == (4,)
+    assert mono.dtype == np.float32
+    assert mono.tolist() == [0.0, 0.5, -1.0, 32767 / 32768]
+
+
 @pytest.mark.parametrize(("size", "channels"), [(3, 1), (6, 2), (2, 2)])
 def test_partial_frames_are_invalid_audio(size: int, channels: int) -> None:
     with pytest.raises(ProtocolError) as info:
