@@ -1,6 +1,7 @@
 # The two commands the README names: `make run` starts the server, `make test` runs every check.
 # Both do their own set-up (scripts/setup.sh is idempotent and quick once done).
-.PHONY: setup run test bench
+# `make parity` (optional) compares nemo_lite with NeMo itself in its own .venv-nemo.
+.PHONY: setup run test bench parity
 
 ARGS ?=
 
@@ -15,3 +16,6 @@ test: setup
 
 bench: setup
 	bash scripts/bench.sh
+
+parity:
+	bash scripts/parity.sh $(ARGS)
