@@ -148,6 +148,11 @@ def parse_settings(argv: Sequence[str] | None = None) -> ServerSettings:
         session = SessionSettings(**{name: getattr(args, name) for name in SESSION_FLAGS})
     except ValidationError as exc:
         parser.error(f"invalid session defaults: {exc}")
+    if args.max_sessions < 1:
+        parser.error("--max-sessions must be at least 1")
+    for name in ("idle_timeout", "max_session_seconds", "send_timeout", "drain_timeout"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0 (0 disables it)")
     return ServerSettings(
         host=args.host,
         port=args.port,

@@ -82,3 +82,12 @@ def test_access_is_open_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     s = parse_settings([])
     assert (s.api_key, s.allowed_origins) == (None, ())
     assert (s.max_sessions, s.idle_timeout, s.send_timeout) == (100, 30.0, 10.0)
+
+
+@pytest.mark.parametrize(
+    "flags", [["--max-sessions", "0"], ["--idle-timeout", "-1"], ["--send-timeout", "-0.5"]]
+)
+def test_cli_rejects_impossible_limits(monkeypatch: pytest.MonkeyPatch, flags: list[str]) -> None:
+    monkeypatch.setenv("STT_DEVICE", "cpu")
+    with pytest.raises(SystemExit):
+        parse_settings(flags)
