@@ -6,10 +6,12 @@ from stt_server.engines.base import EngineError
 from stt_server.protocol import (
     ERROR_TABLE,
     AudioFrame,
+    EndOfStream,
     ErrorCode,
     ErrorResponse,
     ProtocolError,
     TranscriptionSegment,
+    close_code,
     error_response,
 )
 
@@ -48,3 +50,21 @@ def test_readme_documents_every_error_code() -> None:
     section = readme[readme.index("## Server") :]
     for code in ErrorCode:
         assert f"| `{code.value}` |" in section, code
+
+
+def test_readme_states_each_codes_close_code() -> None:
+    """The one table decides how a session ends; README's row for each code must agree."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = {line.split("`")[1]: line for line in readme.splitlines() if line.startswith("| `")}
+    for code, info in ERROR_TABLE.items():
+        ending = rows[code.value].rsplit("|", 2)[1]
+        if info.close_code is None:
+            assert "continues" in ending, code
+        else:
+            assert str(info.close_code) in ending, code
+
+
+def test_end_of_stream_message() -> None:
+    assert EndOfStream().to_json() == '{"type":"end"}'
+    assert close_code(ErrorCode.TOO_MANY_SESSIONS) == 1013
+    assert close_code(ErrorCode.IDLE_TIMEOUT) == 1000
