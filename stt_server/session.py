@@ -46,7 +46,8 @@ class ClientChannel:
 
     A send that cannot complete within `send_timeout` seconds (the client stopped reading and
     the transport's buffer is full) raises `CLIENT_NOT_READING`, so what the server holds for
-    such a client stays bounded: the stage queues, plus one message in the transport.
+    such a client stays bounded: the stage queues, and the transport's buffer (its high-water
+    mark plus the last message written).
     """
 
     def __init__(self, websocket: WebSocket, send_timeout: float = 0.0) -> None:
@@ -69,7 +70,8 @@ class ClientChannel:
         if self._websocket.application_state is not WebSocketState.CONNECTED:
             return
         # The close frame queues behind unsent data: for a client that does not read, give up
-        # after the send timeout (the server then drops the connection).
+        # after the send timeout (the session ends; the socket closes once the client reads
+        # its backlog or goes away).
         with contextlib.suppress(RuntimeError, OSError, TimeoutError):  # the client left first
             async with asyncio.timeout(self._timeout):
                 await self._websocket.close(code=code, reason=reason[:120])
@@ -224,10 +226,9 @@ class TranscriptionSession:
                 if ending is not InputEnd.CLIENT_LEFT:
                     try:
                         await self._drain(joiner)
+                        await self._finish(ending)
                     except Exception as exc:
                         error = exc
-                    else:
-                        await self._finish(ending)
             # A disconnect noticed while sending is the client leaving, not a failure.
             if error is not None and not isinstance(error, WebSocketDisconnect):
                 outcome = f"error {type(error).__name__}: {error}"
