@@ -192,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import uvicorn
 
-    from stt_server.server import Sessions, create_app, serve
+    from stt_server.server import Sessions, create_app, redact_tokens_in_logs, serve
 
     sessions = Sessions(settings.max_sessions)
     app = create_app(settings, engine=engine, sessions=sessions)
@@ -206,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # After the drain: what is still running gets this long before it is cancelled.
         timeout_graceful_shutdown=5,
     )
+    redact_tokens_in_logs()
     asyncio.run(serve(config, sessions, settings.drain_timeout))
     return 0
 

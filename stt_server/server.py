@@ -17,6 +17,7 @@ import contextlib
 import hmac
 import itertools
 import logging
+import re
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -251,6 +252,28 @@ def create_app(
             await session.run()
 
     return app
+
+
+_TOKEN = re.compile(r"([?&]token=)[^&\s\"]*")
+
+
+class RedactTokens(logging.Filter):
+    """Hides `?token=KEY` in log lines: uvicorn logs each request's path with its query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = _TOKEN.sub(r"\1***", record.msg)
+        return True
+
+
+def redact_tokens_in_logs() -> None:
+    """Call after uvicorn has configured its loggers (it does so in `uvicorn.Config`)."""
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).addFilter(RedactTokens())
 
 
 class _Server(uvicorn.Server):

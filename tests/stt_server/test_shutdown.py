@@ -1,5 +1,6 @@
 """SIGTERM during a live session: the real `stt-server` process (whisper engine) drains the
-session (its open turn gets a final), closes it with 1001 and exits with status 0."""
+session (its open turn gets a final), closes it with 1001 and exits with status 0. The server
+also requires a key (`STT_API_KEY`), which the client sends as `?token=`: it must not be logged."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tests.stt_server.speech import Recording, make_recording, normalise, word_e
 STT_SERVER = str(Path(sys.executable).with_name("stt-server"))
 FIRST = "Please call Stella and ask her to bring these things from the store."
 SECOND = "The weather today is sunny with a light breeze from the west."
+KEY = "process-test-key"
 
 
 async def talk_until_closed(
@@ -31,7 +33,7 @@ async def talk_until_closed(
     talking. Returns the messages, the close code, and when SIGTERM was sent."""
     messages: list[dict[str, Any]] = []
     signalled = 0.0
-    async with websockets.connect(f"ws://{address}/ws/transcribe") as ws:
+    async with websockets.connect(f"ws://{address}/ws/transcribe?token={KEY}") as ws:
 
         async def talk() -> None:
             nonlocal signalled
@@ -66,6 +68,7 @@ def test_sigterm_mid_utterance_drains_the_session_and_exits_0(
     command = [STT_SERVER, "--engine", "whisper", "--model", str(whisper_model_dir)]
     command += ["--host", host, "--port", port, "--drain-timeout", "20", "--log-level", "info"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "STT_DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
+    env["STT_API_KEY"] = KEY  # and the client sends it as ?token=, which must not be logged
     with (tmp_path / "server.log").open("w+") as log:
         proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -84,6 +87,8 @@ def test_sigterm_mid_utterance_drains_the_session_and_exits_0(
     assert exited - signalled < 15, output
     assert code == 1001
     assert "draining 1 session(s)" in output
+    assert "/ws/transcribe?token=***" in output
+    assert KEY not in output
     finals = [m["text"] for m in messages if m.get("isFinal")]
     assert all("code" not in m for m in messages), messages
     assert len(finals) == 2, messages
