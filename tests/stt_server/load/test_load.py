@@ -30,6 +30,8 @@ from tests.stt_server.speech import SENTENCES, Recording, make_recording
 
 MIB = 1 << 20
 
+pytestmark = pytest.mark.slow
+
 
 def turn_ends(recording: Recording) -> list[float]:
     return [
