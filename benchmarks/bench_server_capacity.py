@@ -20,7 +20,11 @@ first --stagger seconds. Reports per N:
 * the load generators' own CPU seconds (they share the machine with the server).
 
     .venv/bin/python benchmarks/bench_server_capacity.py [--levels 1 10 50 100 200] \
-        [--cost 50ms] [--max-batch-size 32] [--procs-per-100 1]
+        [--cost 50ms] [--max-batch-size 32] [--clients-per-process 100] \
+        [--profile server.txt [--profile-level 100]]
+
+`--profile` runs `py-spy record --format raw --threads` on the server during each level (or only
+`--profile-level`); the raw output is one line per stack with its sample count.
 
 Prints numbers; asserts nothing.
 """
