@@ -23,8 +23,9 @@ first --stagger seconds. Reports per N:
         [--cost 50ms] [--max-batch-size 32] [--clients-per-process 100] \
         [--profile server.txt [--profile-level 100]]
 
-`--profile` runs `py-spy record --format raw --threads` on the server during each level (or only
-`--profile-level`); the raw output is one line per stack with its sample count.
+`--profile` runs `py-spy record --format raw --threads` on the server during each level (one
+file per level, `server.100.txt`) or only during `--profile-level`; the raw output is one line per
+stack with its sample count.
 
 Prints numbers; asserts nothing.
 """
@@ -108,6 +109,14 @@ def generator(
     return time.process_time() - start, results
 
 
+def profile_path(path: str, level: int, only: int | None) -> str:
+    """One profile per level (`prof.txt` → `prof.50.txt`) unless only one level is profiled."""
+    if only is not None:
+        return path
+    base = Path(path)
+    return str(base.with_name(f"{base.stem}.{level}{base.suffix}"))
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -178,7 +187,8 @@ def main() -> None:
                         [
                             *(str(Path(sys.executable).parent / "py-spy"), "record"),
                             *("--pid", str(server.pid), "--format", "raw", "--threads"),
-                            *("--output", args.profile, "--rate", "50", "--nonblocking"),
+                            *("--output", profile_path(args.profile, n, args.profile_level)),
+                            *("--rate", "50", "--nonblocking"),
                         ],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
