@@ -130,7 +130,9 @@ class MessageDecoder:
     def parse_text(self, text: str) -> AudioFrame | EndOfStream:
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        # JSONDecodeError is a ValueError; so is an integer over Python's digit limit, and
+        # RecursionError comes from nesting deeper than the parser's stack.
+        except (ValueError, RecursionError) as exc:
             raise ProtocolError(
                 ErrorCode.INVALID_JSON, f"message is not valid JSON: {exc}"
             ) from exc

@@ -121,6 +121,20 @@ def test_mutated_json_frames(text: str) -> None:
     assert code is None or code in MESSAGE_CODES
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000,  # nesting deeper than the JSON parser's recursion limit
+        '{"samples": "AAAA", "sampleRate": ' + "9" * 5000 + "}",  # over int's digit limit
+        '{"samples": "AAAA", "sampleRate": 1e999}',  # parses as infinity
+        '{"samples": "AAAA", "sampleRate": NaN}',
+    ],
+)
+def test_pathological_json_is_invalid_json_or_message(text: str) -> None:
+    decoder = MessageDecoder(SessionSettings(), 1 << 20)
+    assert decode(decoder, text) in {ErrorCode.INVALID_JSON, ErrorCode.INVALID_MESSAGE}
+
+
 @settings(max_examples=1000, deadline=None)
 @given(st.binary(max_size=LIMIT), st.integers(8000, 48000), st.integers(1, 8))
 def test_raw_pcm_in_any_format(data: bytes, rate: int, channels: int) -> None:
