@@ -14,7 +14,6 @@ PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 NEMO_VERSION=3.0.0
 VENV="$root/.venv-nemo"
-STAMPS="$VENV/.stamps"
 
 log() { printf '[parity] %s\n' "$*" >&2; }
 
@@ -31,18 +30,9 @@ lite_deps=(
     tokenizers pytest pytest-timeout pytest-asyncio
 )
 
-if [[ ! -x "$VENV/bin/python" ]]; then
-    log "creating $VENV"
-    "$PYTHON" -m venv "$VENV"
-fi
-mkdir -p "$STAMPS"
-pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-
-if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
-    log "installing $TORCH_SPEC"
-    # shellcheck disable=SC2086
-    "${pip[@]}" install $TORCH_SPEC
-fi
+# shellcheck source=scripts/venv.sh
+source scripts/venv.sh
+venv_with_torch
 
 deps_hash=$(printf '%s\n' "$NEMO_VERSION" "${nemo_deps[@]}" "${lite_deps[@]}" | sha256sum | cut -c1-16)
 if [[ ! -f "$STAMPS/deps-$deps_hash" ]]; then

@@ -12,7 +12,6 @@ root=$(pwd)
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 VENV="$root/.venv"
-STAMPS="$VENV/.stamps"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -64,18 +63,9 @@ else
 fi
 
 # --- Python environment ---
-if [[ ! -x "$VENV/bin/python" ]]; then
-    log "creating $VENV"
-    "$PYTHON" -m venv "$VENV"
-fi
-mkdir -p "$STAMPS"
-pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-
-if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
-    log "installing $TORCH_SPEC"
-    # shellcheck disable=SC2086
-    "${pip[@]}" install $TORCH_SPEC
-fi
+# shellcheck source=scripts/venv.sh
+source scripts/venv.sh
+venv_with_torch
 
 project_hash=$(sha256sum pyproject.toml | cut -c1-16)
 if [[ ! -f "$STAMPS/project-$project_hash" ]]; then
