@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from stt_server.audio import SAMPLE_RATE, Audio, encode_pcm16
 from stt_server.client.display import Display
+from stt_server.protocol import AudioFrame, EndOfStream
 
 FRAME_SAMPLES = SAMPLE_RATE * 20 // 1000  # 20 ms, what a voice agent's audio callback delivers
 
@@ -68,10 +69,10 @@ def encode_frame(frame: Audio, *, binary: bool) -> str | bytes:
     if binary:
         return pcm
     samples = base64.b64encode(pcm).decode("ascii")
-    return json.dumps({"samples": samples, "sampleRate": SAMPLE_RATE, "channels": 1})
+    return AudioFrame(samples=samples, sample_rate=SAMPLE_RATE, channels=1).to_json()
 
 
-END_OF_STREAM = json.dumps({"type": "end"})
+END_OF_STREAM = EndOfStream().to_json()
 
 
 async def run_session(
