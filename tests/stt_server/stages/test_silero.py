@@ -6,15 +6,23 @@ import asyncio
 
 import numpy as np
 import pytest
-from stt_server.stages.vad_batching import SileroStream, VadBatcher
 
-from stt_server.stages.vad import WINDOW, SileroModel, SileroVad
+from stt_server.stages.silero import WINDOW, SileroModel, SileroStream, VadBatcher
 from tests.stt_server.speech import Recording
 
 
 @pytest.fixture(scope="module")
 def silero() -> SileroModel:
     return SileroModel()
+
+
+async def alone(silero: SileroModel, windows: np.ndarray) -> list[float]:
+    """One stream on its own batcher: every window in order, a batch of one per step."""
+    batcher = VadBatcher(silero)
+    try:
+        return await batcher.probabilities(SileroStream(), windows)
+    finally:
+        await batcher.stop()
 
 
 def windows_of(audio: np.ndarray, start: int, count: int) -> np.ndarray:
@@ -29,8 +37,8 @@ async def test_concurrent_sessions_batch_and_keep_their_own_state(
     sessions = 12
     per_session = 120
     audios = [windows_of(recording.audio, 37 * k, per_session) for k in range(sessions)]
-    alone = [SileroVad(silero).probabilities(a) for a in audios]
-    batcher = VadBatcher.for_loop(silero.session)
+    reference = [await alone(silero, a) for a in audios]
+    batcher = VadBatcher(silero)
     streams = [SileroStream() for _ in range(sessions)]
     got: list[list[float]] = [[] for _ in range(sessions)]
 
@@ -47,18 +55,20 @@ async def test_concurrent_sessions_batch_and_keep_their_own_state(
     before = len(batcher.batch_sizes)
     await asyncio.gather(*(session(k) for k in range(sessions)))
     for k in range(sessions):
-        assert got[k] == pytest.approx(alone[k], abs=1e-4)
-    assert max(alone[0]) > 0.5  # there is speech in what was compared
+        assert got[k] == pytest.approx(reference[k], abs=1e-4)
+    assert max(reference[0]) > 0.5  # there is speech in what was compared
     assert max(batcher.batch_sizes[before:]) > 1
 
 
-async def test_one_batcher_per_model_in_a_loop(silero: SileroModel) -> None:
-    assert VadBatcher.for_loop(silero.session) is VadBatcher.for_loop(silero.session)
-    assert VadBatcher.for_loop(silero.session) is not VadBatcher.for_loop(SileroModel().session)
+async def test_a_stopped_batcher_refuses_requests(silero: SileroModel) -> None:
+    batcher = VadBatcher(silero)
+    await batcher.stop()
+    with pytest.raises(RuntimeError, match="stopped"):
+        await batcher.probabilities(SileroStream(), np.zeros((1, WINDOW), np.float32))
 
 
 async def test_no_windows_no_run(silero: SileroModel) -> None:
-    batcher = VadBatcher.for_loop(silero.session)
+    batcher = VadBatcher(silero)
     before = len(batcher.batch_sizes)
     assert await batcher.probabilities(SileroStream(), np.zeros((0, WINDOW), np.float32)) == []
     assert len(batcher.batch_sizes) == before
@@ -67,7 +77,7 @@ async def test_no_windows_no_run(silero: SileroModel) -> None:
 async def test_a_failed_run_fails_its_requests_and_the_batcher_goes_on(
     silero: SileroModel,
 ) -> None:
-    batcher = VadBatcher.for_loop(silero.session)
+    batcher = VadBatcher(silero)
     bad = np.zeros((1, WINDOW), np.float64)  # ONNX takes float32 only
     with pytest.raises(Exception, match=r"(?i)type"):  # onnxruntime's own exception type
         await batcher.probabilities(SileroStream(), bad)  # type: ignore[arg-type]

@@ -7,12 +7,14 @@ import pytest
 
 from stt_server.pipeline import Stage
 from stt_server.settings import SessionSettings
+from stt_server.stages.silero import WINDOW, SileroModel, SileroStream, VadBatcher
 from stt_server.stages.vad import (
-    WINDOW,
     EndOfTurn,
-    SileroModel,
-    SileroVad,
+    Flush,
+    Interim,
+    Speculate,
     SpeechChunk,
+    SpeechStart,
     VadEvent,
     VadSegmenter,
     VadStage,
@@ -33,11 +35,17 @@ def window_ids(chunk: SpeechChunk) -> list[int]:
     return [int(v) for v in chunk.audio[::WINDOW]]
 
 
+# The cutting rules alone: no early decodes, no interims (each has its own tests below).
+PLAIN = SessionSettings(speculate=False, interim_interval=0.0, hangover=0.3)
+
+
 class Driver:
-    """Feeds scripted probabilities to a segmenter, numbering windows and recording events."""
+    """Feeds scripted probabilities to a segmenter, numbering windows and recording events
+    (all of them in `all_events`; chunks and ends of turn in `events`)."""
 
     def __init__(self, settings: SessionSettings | None = None) -> None:
-        self.segmenter = VadSegmenter(settings or SessionSettings())
+        self.segmenter = VadSegmenter(settings or PLAIN)
+        self.all_events: list[tuple[int, VadEvent]] = []
         self.count = 0
         self.events: list[tuple[int, VadEvent]] = []  # (index of the window that fired, event)
 
@@ -45,8 +53,10 @@ class Driver:
         fired: list[VadEvent] = []
         for _ in range(times):
             for event in self.segmenter.push(window(self.count), probability):
-                self.events.append((self.count, event))
-                fired.append(event)
+                self.all_events.append((self.count, event))
+                if isinstance(event, SpeechChunk | EndOfTurn):
+                    self.events.append((self.count, event))
+                    fired.append(event)
             self.count += 1
         return fired
 
@@ -80,7 +90,8 @@ def test_small_gap_emits_the_buffer_once_a_second_of_speech_is_buffered() -> Non
     fired = d.feed(SILENCE)  # 0.32 s of silence
     assert len(fired) == 1
     assert isinstance(fired[0], SpeechChunk)
-    assert window_ids(fired[0]) == list(range(50))
+    # The speech and the hangover (0.3 s: 9 windows) of the silence after it.
+    assert window_ids(fired[0]) == list(range(49))
     assert d.segmenter.state is VadState.SILENCE  # the turn goes on
 
 
@@ -93,7 +104,7 @@ def test_small_gap_waits_until_enough_speech() -> None:
     fired = d.feed(SILENCE, 10)
     assert len(fired) == 1
     assert isinstance(fired[0], SpeechChunk)
-    assert window_ids(fired[0]) == list(range(54))
+    assert window_ids(fired[0]) == list(range(44 + 9))
 
 
 def test_large_gap_emits_speech_and_end_of_turn_then_goes_inactive() -> None:
@@ -191,19 +202,37 @@ def silero() -> SileroModel:
     return SileroModel()
 
 
+def probabilities(silero: SileroModel, windows: np.ndarray) -> list[float]:
+    async def run() -> list[float]:
+        batcher = VadBatcher(silero)
+        try:
+            return await batcher.probabilities(SileroStream(), windows)
+        finally:
+            await batcher.stop()
+
+    return asyncio.run(run())
+
+
 def test_vad_state_is_per_session(silero: SileroModel, recording: Recording) -> None:
     """Interleaving two sessions on one model gives each the probabilities it gets alone."""
     n = 200
     a = recording.audio[: n * WINDOW].reshape(n, WINDOW)
     b = recording.audio[-n * WINDOW :].reshape(n, WINDOW)
-    alone_a = SileroVad(silero).probabilities(a)
-    alone_b = SileroVad(silero).probabilities(b)
-    vad_a, vad_b = SileroVad(silero), SileroVad(silero)
-    mixed_a: list[float] = []
-    mixed_b: list[float] = []
-    for i in range(n):
-        mixed_a += vad_a.probabilities(a[i : i + 1])
-        mixed_b += vad_b.probabilities(b[i : i + 1])
+    alone_a = probabilities(silero, a)
+    alone_b = probabilities(silero, b)
+
+    async def interleaved() -> tuple[list[float], list[float]]:
+        batcher = VadBatcher(silero)
+        stream_a, stream_b = SileroStream(), SileroStream()
+        mixed_a: list[float] = []
+        mixed_b: list[float] = []
+        for i in range(n):
+            mixed_a += await batcher.probabilities(stream_a, a[i : i + 1])
+            mixed_b += await batcher.probabilities(stream_b, b[i : i + 1])
+        await batcher.stop()
+        return mixed_a, mixed_b
+
+    mixed_a, mixed_b = asyncio.run(interleaved())
     assert mixed_a == pytest.approx(alone_a, abs=1e-6)
     assert mixed_b == pytest.approx(alone_b, abs=1e-6)
     assert max(alone_a) > 0.5  # the recording does contain speech
@@ -211,13 +240,14 @@ def test_vad_state_is_per_session(silero: SileroModel, recording: Recording) -> 
 
 def test_real_silero_cuts_in_the_pauses(silero: SileroModel, recording: Recording) -> None:
     """Chunks end inside pauses; exactly one end of turn in each long pause."""
-    vad = SileroVad(silero)
     segmenter = VadSegmenter(SessionSettings())
     count = len(recording.audio) // WINDOW
     windows = recording.audio[: count * WINDOW].reshape(count, WINDOW)
     fired: list[tuple[float, VadEvent]] = []
-    for i, (w, p) in enumerate(zip(windows, vad.probabilities(windows), strict=True)):
-        fired += [((i + 1) * WINDOW_S, e) for e in segmenter.push(w, p)]
+    for i, (w, p) in enumerate(zip(windows, probabilities(silero, windows), strict=True)):
+        for e in segmenter.push(w, p):
+            if isinstance(e, SpeechChunk | EndOfTurn):  # cuts (early decodes may come mid-word-gap)
+                fired.append(((i + 1) * WINDOW_S, e))
 
     spans = recording.spans
     pauses = [(end, end + pause) for (_, end), pause in zip(spans, recording.pauses, strict=True)]
@@ -246,12 +276,14 @@ class Collect(Stage[VadEvent, None]):
 
 async def test_vad_stage_streams_frames(silero: SileroModel, recording: Recording) -> None:
     collect = Collect()
-    pipeline = VadStage(silero, SessionSettings(), queue_size=4) + collect
+    batcher = VadBatcher(silero)
+    pipeline = VadStage(batcher, SessionSettings(), queue_size=4) + collect
     pipeline.start()
     for offset in range(0, len(recording.audio), 320):  # 20 ms frames
         await pipeline.put(recording.audio[offset : offset + 320])
     await pipeline.close()
     await asyncio.wait_for(pipeline.join(), 30)
+    await batcher.stop()
     kinds = [type(e) for e in collect.items]
     assert kinds.count(EndOfTurn) == 3
     assert kinds.count(SpeechChunk) == 5
@@ -265,3 +297,78 @@ def test_leading_silence_longer_than_the_buffer_limit_is_never_sent() -> None:
     d.feed(SILENCE, 400)  # 12.8 s of silence
     assert d.events == []
     assert d.segmenter.buffered_seconds == pytest.approx(10.0, abs=WINDOW_S)
+
+
+def test_speculation_gets_exactly_the_audio_the_chunk_will_hold() -> None:
+    d = Driver(SessionSettings(interim_interval=0.0))  # hangover 0.1 s: 3 windows
+    d.feed(SPEECH, 20)
+    d.feed(SILENCE, 2)
+    assert not any(isinstance(e, Speculate) for _, e in d.all_events)
+    d.feed(SILENCE)  # the third silent window: the hangover is complete
+    speculations = [e for _, e in d.all_events if isinstance(e, Speculate)]
+    assert len(speculations) == 1
+    d.feed(SILENCE, 44)  # to the large gap
+    chunk, end = (e for _, e in d.events)
+    assert isinstance(chunk, SpeechChunk) and isinstance(end, EndOfTurn)
+    assert chunk.speculation == speculations[0].id
+    assert np.array_equal(chunk.audio, speculations[0].audio)
+    assert window_ids(chunk) == list(range(23))
+    assert end.time == pytest.approx(20 * WINDOW_S)
+
+
+def test_speech_resuming_voids_the_speculation() -> None:
+    d = Driver(SessionSettings(interim_interval=0.0))
+    d.feed(SPEECH, 20)
+    d.feed(SILENCE, 4)  # speculation sent
+    d.feed(SPEECH, 10)  # ...but the speaker goes on
+    d.feed(SILENCE, 4)  # a second speculation, for the longer chunk
+    d.feed(SILENCE, 44)
+    first, second = (e for _, e in d.all_events if isinstance(e, Speculate))
+    chunk = next(e for _, e in d.events if isinstance(e, SpeechChunk))
+    assert chunk.speculation == second.id != first.id
+    assert np.array_equal(chunk.audio, second.audio)
+    assert window_ids(chunk) == list(range(20 + 4 + 10 + 3))
+
+
+def test_interims_come_every_interval_during_continuous_speech() -> None:
+    d = Driver(SessionSettings(interim_interval=0.5, speculate=False))
+    d.feed(SPEECH, 100)  # 3.2 s without a pause
+    interims = [(i, e) for i, e in d.all_events if isinstance(e, Interim)]
+    assert len(interims) == 6  # every 0.5 s (16 windows)
+    assert [i for i, _ in interims] == [15, 31, 47, 63, 79, 95]
+    last = interims[-1][1]
+    assert window_ids(SpeechChunk(last.audio, 0, 0)) == list(range(96))
+    starts = [e for _, e in d.all_events if isinstance(e, SpeechStart)]
+    assert starts == [SpeechStart(0.0)]
+
+
+def test_flush_cuts_at_once_and_ends_the_turn() -> None:
+    d = Driver()
+    d.feed(SILENCE, 5)
+    d.feed(SPEECH, 30)
+    d.feed(SILENCE, 2)
+    events = d.segmenter.flush(wall=123.0)
+    assert [type(e) for e in events] == [SpeechChunk, EndOfTurn]
+    chunk, end = events
+    assert isinstance(chunk, SpeechChunk) and isinstance(end, EndOfTurn)
+    assert window_ids(chunk) == list(range(37))
+    assert end.flushed and end.wall == 123.0
+    assert end.time == pytest.approx(35 * WINDOW_S)
+    assert d.segmenter.state is VadState.INACTIVE
+    # Nothing buffered: the flush still ends the turn (the client waits for its answer).
+    assert [type(e) for e in d.segmenter.flush()] == [EndOfTurn]
+
+
+async def test_vad_stage_flush_transcribes_the_last_partial_window(silero: SileroModel) -> None:
+    collect = Collect()
+    batcher = VadBatcher(silero)
+    pipeline = VadStage(batcher, SessionSettings()) + collect
+    pipeline.start()
+    await pipeline.put(np.zeros(WINDOW * 3 + 100, np.float32))
+    await pipeline.put(Flush())
+    await pipeline.close()
+    await asyncio.wait_for(pipeline.join(), 30)
+    await batcher.stop()
+    assert [type(e) for e in collect.items] == [EndOfTurn]
+    end = collect.items[0]
+    assert isinstance(end, EndOfTurn) and end.flushed
