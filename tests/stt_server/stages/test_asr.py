@@ -86,10 +86,19 @@ async def test_chunks_are_sent_with_the_last_seconds_of_the_turn_as_overlap() ->
 
 
 async def test_tentatives_then_final_with_end_of_turn_and_reset() -> None:
-    engine = ScriptedInference("The quick brown", "Brown fox, jumps.", "New turn here.", "here, again")
+    engine = ScriptedInference(
+        "The quick brown", "Brown fox, jumps.", "New turn here.", "here, again"
+    )
     out = await run_asr(
         engine,
-        [chunk(1, 0.1), chunk(1, 0.2), EndOfTurn(0.0), chunk(1, 0.3), chunk(1, 0.4), EndOfTurn(0.0)],
+        [
+            chunk(1, 0.1),
+            chunk(1, 0.2),
+            EndOfTurn(0.0),
+            chunk(1, 0.3),
+            chunk(1, 0.4),
+            EndOfTurn(0.0),
+        ],
     )
     assert [(s.text, s.is_final, s.is_end_of_turn) for s in out] == [
         ("The quick brown", False, False),
@@ -156,7 +165,9 @@ async def test_speech_resuming_discards_the_speculation() -> None:
     """The speaker went on after the speculative decode started: the chunk that follows is
     decoded afresh, and the turn's words are those of the run without speculation."""
     settings = SessionSettings(overlap=0.0)
-    plain = await run_asr(ScriptedInference("one two three"), [chunk(2, 0.2), EndOfTurn(2)], settings)
+    plain = await run_asr(
+        ScriptedInference("one two three"), [chunk(2, 0.2), EndOfTurn(2)], settings
+    )
     engine = ScriptedInference("one two", "one two three", hold=0.05)
     spec = await run_asr(
         engine, [speculate(1, 0.1, 1), 0.01, chunk(2, 0.2), EndOfTurn(2)], settings
