@@ -28,7 +28,7 @@ class ScriptedEngine:
     def __init__(self, answer: Callable[[Audio], str] = hello, *, delay: float = 0.0) -> None:
         self.answer = answer
         self.delay = delay
-        self.calls = 0  # clips answered
+        self.calls = 0  # clips received
         self.batches: list[int] = []  # size of each batch
         self.threads: set[str] = set()
         self.gate = threading.Event()  # inference waits for it (in the worker's thread)
@@ -37,13 +37,10 @@ class ScriptedEngine:
     def transcribe(self, batch: list[Audio]) -> list[str]:
         self.threads.add(threading.current_thread().name)
         self.batches.append(len(batch))
+        self.calls += len(batch)
         self.gate.wait(30)
         time.sleep(self.delay)
-        texts: list[str] = []
-        for audio in batch:
-            self.calls += 1
-            texts.append(self.answer(audio))
-        return texts
+        return [self.answer(audio) for audio in batch]
 
 
 class ScriptedInference:
