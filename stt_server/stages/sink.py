@@ -1,21 +1,23 @@
-"""Terminal stage: serialises segments to the client."""
+"""Terminal stage: hands each transcript and speech event to the session's dialect to send."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
 from stt_server.pipeline import DEFAULT_QUEUE_SIZE, Stage
-from stt_server.protocol import TranscriptionSegment
+from stt_server.stages.asr import AsrOutput, Transcript, record_final
 
-Send = Callable[[TranscriptionSegment], Awaitable[None]]
+Send = Callable[[AsrOutput], Awaitable[None]]
 
 
-class SinkStage(Stage[TranscriptionSegment, None]):
+class SinkStage(Stage[AsrOutput, None]):
     def __init__(self, send: Send, *, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
         super().__init__(queue_size=queue_size)
         self._send = send
         self.sent = 0
 
-    async def handle(self, item: TranscriptionSegment) -> None:
+    async def handle(self, item: AsrOutput) -> None:
         await self._send(item)
-        self.sent += 1
+        if isinstance(item, Transcript):
+            self.sent += 1
+            record_final(item)

@@ -1,42 +1,87 @@
-"""Voice activity: Silero probabilities per 32 ms window → speech chunks and end-of-turn events.
+"""Voice activity: Silero probabilities per 32 ms window → speech chunks and turn events.
 
-`VadSegmenter` is the pure hysteresis state machine (driven by probabilities, testable without
-a model); `SileroVad` runs one session's windows through the model on its own; `VadStage` ties
-the segmenter to the shared `VadBatcher` (stages/vad_batching.py), which runs the windows of all
-sessions of a tick as one batch off the event loop, each session keeping its own state.
+`VadSegmenter` is the pure hysteresis state machine (driven by probabilities, testable without a
+model); `VadStage` feeds it from the shared `VadBatcher` (stages/silero.py).
+
+Where a chunk ends is decided the same way whether or not a decode starts early: a chunk is the
+speech plus `hangover` seconds of the silence after it. That is why speculation can never change
+a turn's words: the speculative decode (`Speculate`, sent once that much silence is seen) gets
+exactly the audio the chunk will hold if the speaker stays silent, and its result is used only
+then (the chunk carries the speculation's id).
 """
 
 from __future__ import annotations
 
 import enum
-import importlib.resources
+import itertools
+import time
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
-import onnxruntime
 
-from stt_server.audio import SAMPLE_RATE, Audio
-from stt_server.config import SessionSettings
+from stt_server.audio import Audio
 from stt_server.pipeline import DEFAULT_QUEUE_SIZE, Stage
-from stt_server.stages.vad_batching import CONTEXT, WINDOW, SileroStream, VadBatcher
+from stt_server.settings import SessionSettings
+from stt_server.stages.silero import WINDOW, WINDOW_SECONDS, SileroStream, VadBatcher
 
-__all__ = ["CONTEXT", "WINDOW", "SileroModel", "SileroVad", "VadSegmenter", "VadStage"]
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Flush:
+    """Command: the client says the turn is over; cut what is buffered and end the turn now."""
+
+
+@dataclass(frozen=True)
+class SpeechStart:
+    """Speech began at `time` (seconds of the session's audio)."""
+
+    time: float
 
 
 @dataclass(frozen=True)
 class SpeechChunk:
-    """Audio to transcribe (16 kHz mono), cut at a pause."""
+    """Audio to transcribe (16 kHz mono) from `start` to `end`, cut at a pause."""
 
     audio: Audio
+    start: float
+    end: float
+    speculation: int | None = None  # the `Speculate` whose audio this chunk is, if any
+
+
+@dataclass(frozen=True)
+class Speculate:
+    """Silence began: the chunk this turn will yield if it stays silent; decode it early."""
+
+    audio: Audio
+    id: int
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Interim:
+    """Continuous speech: the audio buffered since the last chunk, for tentative text."""
+
+    audio: Audio
+    start: float
+    end: float
 
 
 @dataclass(frozen=True)
 class EndOfTurn:
-    """The speaker paused for at least the large gap."""
+    """The turn ended: a large gap, a flush (`flushed`), or the end of the input.
+
+    `time` is where speech ended (seconds of session audio); `wall` the monotonic clock at which
+    the turn was known to be over from the client's point of view (end of speech, or the flush).
+    """
+
+    time: float
+    flushed: bool = False
+    wall: float = 0.0
 
 
-VadEvent = SpeechChunk | EndOfTurn
+VadEvent = SpeechStart | SpeechChunk | Speculate | Interim | EndOfTurn
 
 
 class VadState(enum.Enum):
@@ -49,29 +94,36 @@ class VadSegmenter:
     """Hysteresis state machine over (window, speech probability) pairs.
 
     INACTIVE → SPEAKING at p >= speech_threshold; SPEAKING → SILENCE at p < silence_threshold;
-    SILENCE → SPEAKING at p >= speech_threshold. In SILENCE, a small gap emits the buffer as a
-    chunk once it holds at least `min_chunk` of speech; a large gap emits the buffer (if it holds
-    speech) and an end of turn, then goes INACTIVE. A buffer longer than `max_buffer` is split at
-    the middle of its longest internal silence; INACTIVE keeps at most `max_leading_silence`.
+    SILENCE → SPEAKING at p >= speech_threshold. In SILENCE, a small gap cuts a chunk once
+    `min_chunk` of speech is buffered; a large gap cuts the rest (if it holds speech) and ends
+    the turn, then goes INACTIVE. A buffer longer than `max_buffer` is split at the middle of its
+    longest internal silence; INACTIVE keeps at most `max_leading_silence`.
     """
 
-    def __init__(
-        self, settings: SessionSettings, *, window: int = WINDOW, rate: int = SAMPLE_RATE
-    ) -> None:
+    def __init__(self, settings: SessionSettings) -> None:
         self.settings = settings
         self.state = VadState.INACTIVE
-        self._window_s = window / rate
         self._windows: list[Audio] = []
         self._is_speech: list[bool] = []  # one flag per buffered window
+        self._first = 0  # index (in the session) of the first buffered window
         self._silence_run = 0
+        self._hangover = round(settings.hangover / WINDOW_SECONDS)
+        self._speculation: int | None = None
+        self._speculations = itertools.count(1)
+        self._since_interim = 0.0
+
+    @property
+    def clock(self) -> int:
+        """Windows seen so far in this session."""
+        return self._first + len(self._windows)
 
     @property
     def buffered_seconds(self) -> float:
-        return len(self._windows) * self._window_s
+        return len(self._windows) * WINDOW_SECONDS
 
     @property
     def speech_seconds(self) -> float:
-        return sum(self._is_speech) * self._window_s
+        return sum(self._is_speech) * WINDOW_SECONDS
 
     def push(self, window: Audio, probability: float) -> list[VadEvent]:
         s = self.settings
@@ -81,6 +133,8 @@ class VadSegmenter:
             self._append(window, speech_now)
             if speech_now:
                 self.state = VadState.SPEAKING
+                self._since_interim = 0.0
+                events.append(SpeechStart((self.clock - 1) * WINDOW_SECONDS))
             else:
                 self._trim_leading_silence()
         elif self.state is VadState.SPEAKING:
@@ -94,16 +148,30 @@ class VadSegmenter:
             if speech_now:
                 self.state = VadState.SPEAKING
                 self._silence_run = 0
+                self._speculation = None  # the speaker went on: that audio is not the chunk
             else:
                 self._silence_run += 1
-                gap = self._silence_run * self._window_s
-                if gap >= s.large_gap - 1e-9:
-                    events += self._end_turn()
-                elif gap >= s.small_gap - 1e-9 and self.speech_seconds >= s.min_chunk - 1e-9:
-                    events.append(self._take(len(self._windows)))
+        if self.state is VadState.SILENCE:
+            events += self._on_silence()
+        if self.state is not VadState.INACTIVE:
+            events += self._interim()
         # INACTIVE buffers only leading silence (trimmed above): nothing worth transcribing.
-        if self.state is not VadState.INACTIVE and self.buffered_seconds > s.max_buffer + 1e-9:
+        if self.state is not VadState.INACTIVE and self.buffered_seconds > s.max_buffer + _EPS:
+            self._speculation = None
             events.append(self._take(self._split_point()))
+        return events
+
+    def flush(self, wall: float = 0.0) -> list[VadEvent]:
+        """The client ended the turn: cut what is buffered (speech plus at most the hangover)
+        and end the turn, whatever state the segmenter is in."""
+        speech_end = (self.clock - self._silence_run) * WINDOW_SECONDS
+        if self.state is VadState.SPEAKING:
+            speech_end = self.clock * WINDOW_SECONDS
+        events: list[VadEvent] = []
+        if any(self._is_speech):
+            events.append(self._take(self._cut()))
+        events.append(EndOfTurn(speech_end, flushed=True, wall=wall or time.monotonic()))
+        self._reset()
         return events
 
     def finish(self) -> list[VadEvent]:
@@ -114,33 +182,81 @@ class VadSegmenter:
         self._reset()
         return events
 
+    def _on_silence(self) -> list[VadEvent]:
+        s = self.settings
+        gap = self._silence_run * WINDOW_SECONDS
+        if gap >= s.large_gap - _EPS:
+            return self._end_turn()
+        if gap >= s.small_gap - _EPS and self.speech_seconds >= s.min_chunk - _EPS:
+            return [self._take(self._cut())]
+        if (
+            s.speculate
+            and self._silence_run == max(self._hangover, 1)
+            and self._speculation is None
+            and any(self._is_speech)
+        ):
+            self._speculation = next(self._speculations)
+            chunk = self._peek(self._cut())
+            return [Speculate(chunk.audio, self._speculation, chunk.start, chunk.end)]
+        return []
+
+    def _interim(self) -> list[VadEvent]:
+        interval = self.settings.interim_interval
+        if interval <= 0:
+            return []
+        self._since_interim += WINDOW_SECONDS
+        if self._since_interim < interval - _EPS or not any(self._is_speech):
+            return []
+        self._since_interim = 0.0
+        chunk = self._peek(len(self._windows))
+        return [Interim(chunk.audio, chunk.start, chunk.end)]
+
+    def _cut(self) -> int:
+        """Where a chunk cut now ends: after the speech and at most `hangover` of silence."""
+        return max(
+            0, len(self._windows) - self._silence_run + min(self._silence_run, self._hangover)
+        )
+
     def _append(self, window: Audio, is_speech: bool) -> None:
         self._windows.append(window)
         self._is_speech.append(is_speech)
 
     def _trim_leading_silence(self) -> None:
-        keep = round(self.settings.max_leading_silence / self._window_s)
+        keep = round(self.settings.max_leading_silence / WINDOW_SECONDS)
         excess = len(self._windows) - keep
         if excess > 0:
             del self._windows[:excess]
             del self._is_speech[:excess]
+            self._first += excess
 
     def _end_turn(self) -> list[VadEvent]:
+        speech_end = (self.clock - self._silence_run) * WINDOW_SECONDS
         events: list[VadEvent] = []
         if any(self._is_speech):
-            # Drop trailing silence beyond the small gap: it carries no words.
-            keep_silence = round(self.settings.small_gap / self._window_s)
-            end = len(self._windows) - max(0, self._silence_run - keep_silence)
-            events.append(self._take(end))
-        events.append(EndOfTurn())
+            events.append(self._take(self._cut()))
+        # The client's clock: the end of speech was `silence` ago, if the audio came in real time.
+        silence = self.clock * WINDOW_SECONDS - speech_end
+        events.append(EndOfTurn(speech_end, wall=time.monotonic() - silence))
         self._reset()
         return events
 
+    def _peek(self, end: int) -> SpeechChunk:
+        audio = np.concatenate(self._windows[:end]) if end else np.zeros(0, np.float32)
+        start = self._first * WINDOW_SECONDS
+        return SpeechChunk(
+            audio.astype(np.float32, copy=False), start, start + end * WINDOW_SECONDS
+        )
+
     def _take(self, end: int) -> SpeechChunk:
         """Remove the first `end` windows from the buffer and return them as a chunk."""
-        chunk = SpeechChunk(np.concatenate(self._windows[:end]).astype(np.float32, copy=False))
+        chunk = self._peek(end)
+        if self._speculation is not None:
+            chunk = SpeechChunk(chunk.audio, chunk.start, chunk.end, self._speculation)
+            self._speculation = None
         del self._windows[:end]
         del self._is_speech[:end]
+        self._first += end
+        self._since_interim = 0.0
         return chunk
 
     def _split_point(self) -> int:
@@ -162,72 +278,57 @@ class VadSegmenter:
 
     def _reset(self) -> None:
         self.state = VadState.INACTIVE
+        self._first += len(self._windows)
         self._windows.clear()
         self._is_speech.clear()
         self._silence_run = 0
+        self._speculation = None
+        self._since_interim = 0.0
 
 
-class SileroModel:
-    """The Silero VAD ONNX network, loaded once and shared; it holds no per-session state."""
-
-    def __init__(self) -> None:
-        path = importlib.resources.files("silero_vad") / "data" / "silero_vad.onnx"
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-
-
-class SileroVad:
-    """One session's Silero state: sharing it between sessions would mix their audio history."""
-
-    def __init__(self, model: SileroModel) -> None:
-        self._session = model.session
-        self._state = np.zeros((2, 1, 128), dtype=np.float32)
-        self._context = np.zeros(CONTEXT, dtype=np.float32)
-        self._rate = np.array(SAMPLE_RATE, dtype=np.int64)
-
-    def probabilities(self, windows: npt.NDArray[np.float32]) -> list[float]:
-        """Speech probability of each row of `windows` (shape (n, 512)), in order."""
-        probs: list[float] = []
-        for window in windows:
-            x = np.concatenate([self._context, window])[None, :]
-            out, state = self._session.run(
-                None, {"input": x, "state": self._state, "sr": self._rate}
-            )
-            self._state = np.asarray(state, dtype=np.float32)
-            self._context = x[0, -CONTEXT:]
-            probs.append(float(np.asarray(out).reshape(-1)[0]))
-        return probs
-
-
-class VadStage(Stage[Audio, VadEvent]):
-    """16 kHz mono audio of any length in, speech chunks and end-of-turn events out."""
+class VadStage(Stage[Audio | Flush, VadEvent]):
+    """16 kHz mono audio of any length (and flush commands) in, turn events out."""
 
     def __init__(
-        self, model: SileroModel, settings: SessionSettings, *, queue_size: int = DEFAULT_QUEUE_SIZE
+        self,
+        batcher: VadBatcher,
+        settings: SessionSettings,
+        *,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
     ) -> None:
         super().__init__(queue_size=queue_size)
-        self._model = model
+        self._batcher = batcher
         self._stream = SileroStream()
         self._segmenter = VadSegmenter(settings)
         self._pending = np.zeros(0, dtype=np.float32)
 
-    async def handle(self, item: Audio) -> None:
+    async def handle(self, item: Audio | Flush) -> None:
+        if isinstance(item, Flush):
+            wall = time.monotonic()
+            await self._run_pending(pad=True)
+            for event in self._segmenter.flush(wall):
+                await self.emit(event)
+            return
         self._pending = np.concatenate([self._pending, item])
+        await self._run_pending(pad=False)
+
+    async def finish(self) -> None:
+        await self._run_pending(pad=True)
+        for event in self._segmenter.finish():
+            await self.emit(event)
+
+    async def _run_pending(self, *, pad: bool) -> None:
+        """Run the whole windows pending; with `pad`, a last partial one padded with zeros, so
+        no audio the client sent is left out of a turn that ends now."""
+        if pad and len(self._pending) % WINDOW:
+            padding = WINDOW - len(self._pending) % WINDOW
+            self._pending = np.concatenate([self._pending, np.zeros(padding, np.float32)])
         count = len(self._pending) // WINDOW
         if count == 0:
             return
         windows = self._pending[: count * WINDOW].reshape(count, WINDOW)
         self._pending = self._pending[count * WINDOW :]
-        batcher = VadBatcher.for_loop(self._model.session)
-        probs = await batcher.probabilities(self._stream, windows)
+        probs = await self._batcher.probabilities(self._stream, windows)
         for window, prob in zip(windows, probs, strict=True):
             for event in self._segmenter.push(window, prob):
                 await self.emit(event)
-
-    async def finish(self) -> None:
-        for event in self._segmenter.finish():
-            await self.emit(event)

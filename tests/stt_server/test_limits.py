@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import socket
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -21,46 +21,37 @@ from websockets.client import ClientProtocol
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
+from stt_server.admission import Sessions
+from stt_server.app import create_app
 from stt_server.audio import SAMPLE_RATE, encode_pcm16
-from stt_server.config import ServerSettings
 from stt_server.engines.base import Audio
-from stt_server.server import Sessions, create_app
+from stt_server.settings import ServerSettings
 from tests.conftest import serve
 from tests.stt_server.speech import Recording, make_recording
 from tests.stt_server.test_server import wait_until
+from tests.support.engines import ScriptedEngine
 
 END = json.dumps({"type": "end"})
 HELLO_FINAL = {"text": "hello world", "isFinal": True, "isEndOfTurn": True}
 
 
-class ScriptedEngine:
+def growing(loud_bytes: int) -> Callable[[Audio], str]:
     """Says 'hello world' for every chunk; for loud chunks (peak > 0.7) a different word of
     `loud_bytes` characters each time, so a turn's segments grow fast."""
+    count = itertools.count(1)
 
-    name = "scripted"
-    model = "scripted"
-    device = "cpu"
+    def answer(clip: Audio) -> str:
+        n = next(count)
+        loud = loud_bytes and float(np.max(np.abs(clip))) > 0.7
+        return f"{n}{'x' * loud_bytes}" if loud else "hello world"
 
-    def __init__(self, loud_bytes: int = 0) -> None:
-        self.loud_bytes = loud_bytes
-        self.calls = 0
-        self.gate = threading.Event()  # inference waits for it (in the worker's thread)
-        self.gate.set()
-
-    def transcribe(self, batch: list[Audio]) -> list[str]:
-        self.gate.wait(30)
-        texts: list[str] = []
-        for audio in batch:
-            self.calls += 1
-            loud = self.loud_bytes and float(np.max(np.abs(audio))) > 0.7
-            texts.append(f"{self.calls}{'x' * self.loud_bytes}" if loud else "hello world")
-        return texts
+    return answer
 
 
 @contextlib.contextmanager
 def limited_server(engine: ScriptedEngine | None = None, **settings: Any) -> Iterator[str]:
     """A server with these `ServerSettings` fields; `POST /_drain` runs the shutdown drain."""
-    config = ServerSettings(engine="scripted", batch_wait_ms=5, **settings)
+    config = ServerSettings(engine="fixed-cost", batch_wait_ms=5, **settings)
     sessions = Sessions(config.max_sessions)
     app = create_app(config, engine=engine or ScriptedEngine(), sessions=sessions)
 
@@ -290,7 +281,7 @@ async def test_a_client_that_does_not_read_is_closed_and_others_carry_on(
     )
     loud_audio = loud.audio / np.max(np.abs(loud.audio)) * 0.9
     quiet = make_recording(("Open the window please.",), (2.0,))
-    engine = ScriptedEngine(loud_bytes=256 << 10)  # each loud chunk: a tentative 256 KiB longer
+    engine = ScriptedEngine(growing(256 << 10))  # each loud chunk: a tentative 256 KiB longer
     with limited_server(engine=engine, send_timeout=2.0) as address:
         stalled = await RawClient.connect(address)
 

@@ -6,8 +6,6 @@ import asyncio
 import base64
 import json
 import logging
-import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import cast
@@ -19,13 +17,14 @@ import websockets
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from stt_server.app import create_app
 from stt_server.audio import encode_pcm16, resample
-from stt_server.config import ServerSettings, SessionSettings
 from stt_server.engines.base import Audio
-from stt_server.server import create_app
+from stt_server.settings import ServerSettings, SessionSettings
 from tests.conftest import serve
 from tests.stt_server.speech import Recording, make_recording, word_error_rate
 from tests.stt_server.wsclient import StreamResult, json_frame, stream_audio
+from tests.support.engines import ScriptedEngine
 
 # whisper-base (int8, CPU) on the espeak-ng recording: streamed WER measured 0.05-0.08 here
 # (see BENCHMARKS.md); 0.2 leaves room for CPU-dependent decoding differences while still
@@ -236,42 +235,28 @@ async def test_a_message_above_the_transport_limit_closes_only_that_connection(
 # --- a server with a scripted engine: failures, concurrency, disconnects ---------------------
 
 
-class FakeEngine:
-    """Scripted engine: raises on loud audio (peak > 0.8), returns None (not a str) for
-    peaks in (0.65, 0.8], else says 'hello world'."""
+def loud_fails(clip: Audio) -> str:
+    """Raises on loud audio (peak > 0.8), returns None (not a str) for peaks in (0.65, 0.8],
+    else says 'hello world'."""
+    peak = float(np.max(np.abs(clip)))
+    if peak > 0.8:
+        raise RuntimeError("simulated engine failure")
+    # A misbehaving engine (wrong result type) trips a bug-like failure inside the ASR stage.
+    return cast(str, None) if 0.65 < peak <= 0.8 else "hello world"
 
-    name = "fake"
-    model = "scripted"
-    device = "cpu"
 
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.batches: list[int] = []
-        self.calls = 0
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def transcribe(self, batch: list[Audio]) -> list[str]:
-        self.calls += 1
-        self.batches.append(len(batch))
-        self.gate.wait(30)
-        time.sleep(self.delay)
-        peaks = [float(np.max(np.abs(a))) for a in batch]
-        if any(peak > 0.8 for peak in peaks):
-            raise RuntimeError("simulated engine failure")
-        # A misbehaving engine (wrong result type) trips a bug-like failure inside the ASR stage.
-        return [cast(str, None) if 0.65 < peak <= 0.8 else "hello world" for peak in peaks]
+FakeEngine = ScriptedEngine
 
 
 @pytest.fixture(scope="module")
 def fake_engine() -> FakeEngine:
-    return FakeEngine(delay=0.2)
+    return ScriptedEngine(loud_fails, delay=0.2)
 
 
 @pytest.fixture(scope="module")
 def fake_server(fake_engine: FakeEngine) -> Iterator[str]:
     settings = ServerSettings(
-        engine="fake", max_batch_size=8, batch_wait_ms=50, session=SessionSettings()
+        engine="fixed-cost", max_batch_size=8, batch_wait_ms=50, session=SessionSettings()
     )
     app = create_app(settings, engine=fake_engine)
     add_task_probe(app)

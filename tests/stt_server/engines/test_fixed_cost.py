@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from stt_server.engines.base import ENGINES, EngineLoadError, load_engine
+from stt_server.engines import ENGINES, EngineLoadError, load_engine
 from stt_server.engines.fixed_cost import FixedCostEngine, parse_cost, words_for
 
 

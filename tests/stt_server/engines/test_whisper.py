@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stt_server.engines.base import EngineLoadError, load_engine
+from stt_server.engines import EngineLoadError, load_engine
 from stt_server.engines.whisper import WhisperEngine
 from stt_server.engines.whisper_assets import assemble, main
 from tests.stt_server.speech import Recording, word_error_rate

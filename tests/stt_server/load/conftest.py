@@ -17,10 +17,10 @@ import httpx
 import pytest
 import uvicorn
 
-from stt_server.config import ServerSettings, SessionSettings
+from stt_server.app import create_app
 from stt_server.engines.base import Engine
 from stt_server.engines.fixed_cost import FixedCostEngine
-from stt_server.server import create_app
+from stt_server.settings import ServerSettings, SessionSettings
 from tests.conftest import free_port
 
 T = TypeVar("T")

@@ -22,9 +22,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from websockets.sync.client import ClientConnection, connect
 
-from stt_server.config import SessionSettings
-from stt_server.protocol import AudioFrame, ErrorCode, ProtocolError
-from stt_server.session import MessageDecoder
+from stt_server.dialects.native import NativeDialect, parse_text
+from stt_server.errors import ErrorCode, ProtocolError
+from stt_server.protocol import AudioFrame
+from stt_server.settings import SessionSettings
 from tests.stt_server.load.conftest import LiveServer
 
 # The codes a single bad message gets; the session carries on after each of them.
@@ -84,22 +85,22 @@ binaries = st.one_of(st.binary(max_size=3000), pcm, st.integers(LIMIT - 2, LIMIT
 messages = st.one_of(texts, binaries)
 
 
-def decode(decoder: MessageDecoder, message: str | bytes) -> ErrorCode | None:
+def decode(decoder: NativeDialect, message: str | bytes, limit: int = LIMIT) -> ErrorCode | None:
     """What the session does with one message: the error code it sends back, or None."""
+    if len(message) > limit:
+        return ErrorCode.MESSAGE_TOO_LARGE
     try:
-        decoder.check_size(len(message))
         if isinstance(message, bytes):
-            audio = decoder.binary_audio(message)
+            commands = decoder.decode(None, message)
         else:
-            frame = decoder.parse_text(message)
-            if not isinstance(frame, AudioFrame):  # a control message, not audio
-                return None
-            audio = decoder.frame_audio(frame)
+            commands = decoder.decode(message, None)
     except ProtocolError as exc:
         return exc.code
-    assert audio.dtype == np.float32
-    assert audio.ndim == 1
-    assert np.all(np.isfinite(audio))
+    for audio in commands:
+        if isinstance(audio, np.ndarray):
+            assert audio.dtype == np.float32
+            assert audio.ndim == 1
+            assert np.all(np.isfinite(audio))
     return None
 
 
@@ -108,7 +109,7 @@ def decode(decoder: MessageDecoder, message: str | bytes) -> ErrorCode | None:
 def test_any_message_sequence_decodes_or_gets_a_message_error(
     sequence: list[str | bytes],
 ) -> None:
-    decoder = MessageDecoder(SessionSettings(), LIMIT)  # one per session: it keeps state
+    decoder = NativeDialect(SessionSettings())  # one per session: it keeps state
     for message in sequence:
         code = decode(decoder, message)
         assert code is None or code in MESSAGE_CODES
@@ -117,7 +118,7 @@ def test_any_message_sequence_decodes_or_gets_a_message_error(
 @settings(max_examples=1500, deadline=None)
 @given(mutated())
 def test_mutated_json_frames(text: str) -> None:
-    code = decode(MessageDecoder(SessionSettings(), LIMIT), text)
+    code = decode(NativeDialect(SessionSettings()), text)
     assert code is None or code in MESSAGE_CODES
 
 
@@ -131,14 +132,14 @@ def test_mutated_json_frames(text: str) -> None:
     ],
 )
 def test_pathological_json_is_invalid_json_or_message(text: str) -> None:
-    decoder = MessageDecoder(SessionSettings(), 1 << 20)
-    assert decode(decoder, text) in {ErrorCode.INVALID_JSON, ErrorCode.INVALID_MESSAGE}
+    decoder = NativeDialect(SessionSettings())
+    assert decode(decoder, text, 1 << 20) in {ErrorCode.INVALID_JSON, ErrorCode.INVALID_MESSAGE}
 
 
 @settings(max_examples=1000, deadline=None)
 @given(st.binary(max_size=LIMIT), st.integers(8000, 48000), st.integers(1, 8))
 def test_raw_pcm_in_any_format(data: bytes, rate: int, channels: int) -> None:
-    decoder = MessageDecoder(SessionSettings(sample_rate=rate, channels=channels), LIMIT)
+    decoder = NativeDialect(SessionSettings(sample_rate=rate, channels=channels))
     code = decode(decoder, data)
     assert code == (ErrorCode.INVALID_AUDIO if len(data) % (2 * channels) else None)
 
@@ -191,10 +192,10 @@ def test_live_socket_answers_each_bad_message_with_its_code(
         @given(messages)
         def one(message: str | bytes) -> None:
             nonlocal sent, bad
-            predicted = decode(MessageDecoder(SessionSettings(), 1 << 20), message)
+            predicted = decode(NativeDialect(SessionSettings()), message, 1 << 20)
             if isinstance(message, str) and predicted is None:
                 # A valid control message (end of stream) ends the session: not fuzzed here.
-                parsed = MessageDecoder(SessionSettings(), 1 << 20).parse_text(message)
+                parsed = parse_text(message)
                 assume(isinstance(parsed, AudioFrame))
             # ConnectionClosed fails the test: one session must take every message.
             replies = exchange(ws, message, f"sentinel-{next(sentinels)}")

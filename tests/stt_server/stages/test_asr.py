@@ -7,50 +7,45 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stt_server.config import SessionSettings
-from stt_server.engines.base import EngineError
+from stt_server.errors import EngineError
 from stt_server.pipeline import Stage
-from stt_server.protocol import TranscriptionSegment
-from stt_server.stages.asr import AsrStage, merge_words, word_key
-from stt_server.stages.vad import EndOfTurn, SpeechChunk, VadEvent
+from stt_server.settings import SessionSettings
+from stt_server.stages.asr import AsrOutput, AsrStage, Transcript, merge_words, word_key
+from stt_server.stages.vad import EndOfTurn, Interim, Speculate, SpeechChunk, VadEvent
+from tests.support.engines import ScriptedInference
 
 
-class ScriptedEngine:
-    """Answers each request with the next scripted text and records the audio it got."""
-
-    def __init__(self, *texts: str | Exception) -> None:
-        self.texts = list(texts)
-        self.calls: list[np.ndarray] = []
-
-    async def __call__(self, audio: np.ndarray) -> str:
-        self.calls.append(audio)
-        answer = self.texts.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-
-class Collect(Stage[TranscriptionSegment, None]):
+class Collect(Stage[AsrOutput, None]):
     def __init__(self) -> None:
         super().__init__()
-        self.items: list[TranscriptionSegment] = []
+        self.items: list[Transcript] = []
 
-    async def handle(self, item: TranscriptionSegment) -> None:
-        self.items.append(item)
+    async def handle(self, item: AsrOutput) -> None:
+        if isinstance(item, Transcript):
+            self.items.append(item)
 
 
-def chunk(seconds: float, value: float) -> SpeechChunk:
-    return SpeechChunk(np.full(int(seconds * 16000), value, dtype=np.float32))
+def chunk(seconds: float, value: float, speculation: int | None = None) -> SpeechChunk:
+    return SpeechChunk(
+        np.full(int(seconds * 16000), value, dtype=np.float32), 0.0, seconds, speculation
+    )
 
 
 async def run_asr(
-    engine: ScriptedEngine, events: list[VadEvent], settings: SessionSettings | None = None
-) -> list[TranscriptionSegment]:
+    engine: ScriptedInference,
+    events: list[VadEvent | float],
+    settings: SessionSettings | None = None,
+) -> list[Transcript]:
+    """Feed `events` to an ASR stage (a float: pause that many seconds) and collect its
+    transcripts."""
     collect = Collect()
     pipeline = AsrStage(engine, settings or SessionSettings()) + collect
     pipeline.start()
     for event in events:
-        await pipeline.put(event)
+        if isinstance(event, float):
+            await asyncio.sleep(event)
+        else:
+            await pipeline.put(event)
     await pipeline.close()
     await asyncio.wait_for(pipeline.join(), 5)
     return collect.items
@@ -63,7 +58,8 @@ def test_word_key_ignores_case_and_punctuation() -> None:
 
 def test_merge_keeps_the_model_casing_and_punctuation() -> None:
     merged = merge_words(["Hello", "world,", "this", "is"], ["This", "is", "a", "TEST."])
-    assert merged == ["Hello", "world,", "This", "is", "a", "TEST."]
+    # "This" was capitalised only because the new transcript began there: undone at the join.
+    assert merged == ["Hello", "world,", "this", "is", "a", "TEST."]
 
 
 def test_merge_without_overlap_concatenates() -> None:
@@ -73,7 +69,7 @@ def test_merge_without_overlap_concatenates() -> None:
 
 
 async def test_chunks_are_sent_with_the_last_seconds_of_the_turn_as_overlap() -> None:
-    engine = ScriptedEngine("one two", "two three", "three four")
+    engine = ScriptedInference("one two", "two three", "three four")
     settings = SessionSettings(overlap=0.5)
     await run_asr(engine, [chunk(1.0, 1.0), chunk(0.25, 2.0), chunk(1.0, 3.0)], settings)
     first, second, third = engine.calls
@@ -90,15 +86,15 @@ async def test_chunks_are_sent_with_the_last_seconds_of_the_turn_as_overlap() ->
 
 
 async def test_tentatives_then_final_with_end_of_turn_and_reset() -> None:
-    engine = ScriptedEngine("The quick brown", "Brown fox, jumps.", "New turn here.", "here, again")
+    engine = ScriptedInference("The quick brown", "Brown fox, jumps.", "New turn here.", "here, again")
     out = await run_asr(
         engine,
-        [chunk(1, 0.1), chunk(1, 0.2), EndOfTurn(), chunk(1, 0.3), chunk(1, 0.4), EndOfTurn()],
+        [chunk(1, 0.1), chunk(1, 0.2), EndOfTurn(0.0), chunk(1, 0.3), chunk(1, 0.4), EndOfTurn(0.0)],
     )
     assert [(s.text, s.is_final, s.is_end_of_turn) for s in out] == [
         ("The quick brown", False, False),
-        ("The quick Brown fox, jumps.", False, False),
-        ("The quick Brown fox, jumps.", True, True),
+        ("The quick brown fox, jumps.", False, False),
+        ("The quick brown fox, jumps.", True, True),
         ("New turn here.", False, False),
         ("New turn here, again", False, False),
         ("New turn here, again", True, True),
@@ -109,15 +105,22 @@ async def test_tentatives_then_final_with_end_of_turn_and_reset() -> None:
 
 
 async def test_end_of_turn_without_words_sends_nothing() -> None:
-    engine = ScriptedEngine("")
-    out = await run_asr(engine, [EndOfTurn(), chunk(1, 0.1), EndOfTurn(), EndOfTurn()])
+    engine = ScriptedInference("")
+    out = await run_asr(engine, [EndOfTurn(0.0), chunk(1, 0.1), EndOfTurn(0.0), EndOfTurn(0.0)])
     assert out == []
 
 
+async def test_a_flush_is_answered_even_without_words() -> None:
+    out = await run_asr(ScriptedInference(), [EndOfTurn(2.0, flushed=True)])
+    assert [(t.text, t.is_final, t.flushed, t.start, t.end) for t in out] == [
+        ("", True, True, 2.0, 2.0)
+    ]
+
+
 async def test_engine_failure_stops_the_pipeline_with_that_error() -> None:
-    engine = ScriptedEngine("fine", EngineError("boom"))
+    engine = ScriptedInference("fine", EngineError("boom"))
     with pytest.raises(EngineError, match="boom"):
-        await run_asr(engine, [chunk(1, 0.1), chunk(1, 0.2), EndOfTurn()])
+        await run_asr(engine, [chunk(1, 0.1), chunk(1, 0.2), EndOfTurn(0.0)])
 
 
 @given(
@@ -135,4 +138,74 @@ def test_merging_overlapping_pieces_restores_the_sequence(
     new = [w.upper() + "," for w in text[cut - overlap :]]
     merged = merge_words(previous, new)
     assert [word_key(w) for w in merged] == text
-    assert merged[cut:] == new[overlap:]  # words after the overlap keep the new casing
+    assert merged[cut + 1 :] == new[overlap + 1 :]  # words after the join keep the new casing
+
+
+def speculate(seconds: float, value: float, ident: int) -> Speculate:
+    return Speculate(np.full(int(seconds * 16000), value, dtype=np.float32), ident, 0.0, seconds)
+
+
+async def test_a_chunk_takes_its_speculative_decode() -> None:
+    engine = ScriptedInference("Hello there.")
+    out = await run_asr(engine, [speculate(1, 0.1, 7), chunk(1, 0.1, speculation=7), EndOfTurn(1)])
+    assert len(engine.calls) == 1  # decoded once, early
+    assert [(t.text, t.is_final) for t in out] == [("Hello there.", False), ("Hello there.", True)]
+
+
+async def test_speech_resuming_discards_the_speculation() -> None:
+    """The speaker went on after the speculative decode started: the chunk that follows is
+    decoded afresh, and the turn's words are those of the run without speculation."""
+    settings = SessionSettings(overlap=0.0)
+    plain = await run_asr(ScriptedInference("one two three"), [chunk(2, 0.2), EndOfTurn(2)], settings)
+    engine = ScriptedInference("one two", "one two three", hold=0.05)
+    spec = await run_asr(
+        engine, [speculate(1, 0.1, 1), 0.01, chunk(2, 0.2), EndOfTurn(2)], settings
+    )
+    assert [t.text for t in spec] == [t.text for t in plain] == ["one two three"] * 2
+    assert engine.calls[1].size == 32000  # the chunk itself, not the speculative audio
+
+
+async def test_interims_while_speaking_and_none_after_the_turn() -> None:
+    engine = ScriptedInference("so what", "so what do we")
+    interim = Interim(np.full(16000, 0.1, np.float32), 0.0, 1.0)
+    out = await run_asr(engine, [interim, 0.05, chunk(2, 0.1), EndOfTurn(2)])
+    assert [(t.text, t.interim, t.is_final) for t in out] == [
+        ("so what", True, False),
+        ("so what do we", False, False),
+        ("so what do we", False, True),
+    ]
+
+
+async def test_interims_are_skipped_when_the_engine_is_busy() -> None:
+    engine = ScriptedInference("final words", busy=True)
+    interim = Interim(np.full(16000, 0.1, np.float32), 0.0, 1.0)
+    out = await run_asr(engine, [interim, interim, chunk(1, 0.1), EndOfTurn(1)])
+    assert engine.interims == []
+    assert [t.text for t in out] == ["final words", "final words"]
+
+
+def test_join_undoes_the_sentence_start_capital_but_keeps_names() -> None:
+    previous = "And so, my fellow Americans,".split()
+    new = "fellow Americans. Ask not what your country".split()
+    merged = merge_words(previous, new)
+    assert " ".join(merged) == "And so, my fellow Americans. Ask not what your country"
+    # No alignment at all: a capital after a comma is the engine's sentence start.
+    merged = merge_words("the process,".split(), "She had gone".split())
+    assert " ".join(merged) == "the process, she had gone"
+    # ...unless the earlier transcript had the same word capitalised mid-sentence: a name.
+    merged = merge_words("we asked Stella to".split(), "Stella to bring it".split())
+    assert " ".join(merged) == "we asked Stella to bring it"
+    assert merge_words(["Hello."], ["Then", "more"]) == ["Hello.", "Then", "more"]
+    assert merge_words(["and"], ["I", "went"]) == ["and", "I", "went"]
+
+
+def test_unaligned_overlap_is_replaced_not_appended() -> None:
+    """The issue's noisy meeting utterance: the two transcripts of the overlap audio disagree,
+    so the newer one replaces the words heard in the overlap."""
+    previous = "and I will get a clap for it".split()
+    new = "And Abigail Clafer. You can call me Abby.".split()
+    merged = merge_words(previous, new, overlap_words=len(previous))
+    assert " ".join(merged) == "And Abigail Clafer. You can call me Abby."
+    # Only the overlap's share of the words gives way.
+    merged = merge_words("we met on Monday and I will get".split(), "Abigail came too".split(), 3)
+    assert [word_key(w) for w in merged] == "we met on monday and abigail came too".split()

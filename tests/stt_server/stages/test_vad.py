@@ -5,8 +5,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from stt_server.config import SessionSettings
 from stt_server.pipeline import Stage
+from stt_server.settings import SessionSettings
 from stt_server.stages.vad import (
     WINDOW,
     EndOfTurn,

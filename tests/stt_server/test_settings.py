@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from stt_server.cli import parse_settings
-from stt_server.config import SessionSettings
 from stt_server.protocol import ErrorCode, ProtocolError
+from stt_server.settings import SessionSettings
 
 
 def test_defaults_match_the_design() -> None:

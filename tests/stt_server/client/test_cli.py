@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import soundfile
 
+from stt_server.app import create_app
 from stt_server.audio import SAMPLE_RATE, resample
-from stt_server.config import ServerSettings
+from stt_server.client import cli as stt_client
 from stt_server.engines.whisper import WhisperEngine
-from stt_server.scripts import stt_client
-from stt_server.server import create_app
+from stt_server.settings import ServerSettings
 from tests.conftest import serve
 from tests.stt_server.speech import (
     Recording,
@@ -61,7 +61,7 @@ def short_recording() -> Recording:
 
 def run_client(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "stt_server.scripts.stt_client", *args],
+        [sys.executable, "-m", "stt_server.client.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

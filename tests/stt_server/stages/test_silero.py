@@ -6,9 +6,9 @@ import asyncio
 
 import numpy as np
 import pytest
+from stt_server.stages.vad_batching import SileroStream, VadBatcher
 
 from stt_server.stages.vad import WINDOW, SileroModel, SileroVad
-from stt_server.stages.vad_batching import SileroStream, VadBatcher
 from tests.stt_server.speech import Recording
 
 

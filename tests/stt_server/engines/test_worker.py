@@ -1,35 +1,25 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import numpy as np
 import pytest
 
 from stt_server.engines.base import Audio, EngineError
-from stt_server.engines.batching import InferenceWorker
+from stt_server.engines.worker import InferenceWorker
+from tests.support.engines import ScriptedEngine
 
 
-class FakeEngine:
-    """Answers with each input's length; fails any batch holding an input that starts with -1."""
+def by_length(clip: Audio) -> str:
+    """Answers with each input's length; fails on an input that starts with -1."""
+    if clip[0] == -1:
+        raise RuntimeError("cannot transcribe this")
+    return f"len={clip.size}"
 
-    name = "fake"
-    model = "fake-model"
-    device = "cpu"
 
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.batches: list[int] = []
-        self.threads: set[str] = set()
-
-    def transcribe(self, batch: list[Audio]) -> list[str]:
-        self.threads.add(threading.current_thread().name)
-        self.batches.append(len(batch))
-        time.sleep(self.delay)
-        if any(a[0] == -1 for a in batch):
-            raise RuntimeError("cannot transcribe this")
-        return [f"len={a.size}" for a in batch]
+def FakeEngine(delay: float = 0.0) -> ScriptedEngine:
+    return ScriptedEngine(by_length, delay=delay)
 
 
 def audio(n: int, first: float = 0.0) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Wire dialects: our own protocol (`/ws/transcribe`) and the ones agents already speak."""

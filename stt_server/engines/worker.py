@@ -1,0 +1,311 @@
+"""Inference workers: one thread per engine (per device) serving the chunks of every session.
+
+A batch engine gets batches: the thread takes the waiting requests, finals first, collects more
+until `max_batch_size` or `max_wait_ms`, and runs them as one call. A stepped engine
+(`SteppedEngine`) gets continuous batching: between decode steps the thread admits whatever has
+arrived, and each request is answered the step it finishes.
+
+Interim requests (tentative text while someone is still talking) never wait behind the engine:
+`try_transcribe` returns None at once when the worker is busy, so under load interims thin out
+and finals stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from stt_server import metrics
+from stt_server.audio import SAMPLE_RATE, Audio
+from stt_server.engines.base import Engine, EngineError, SteppedEngine
+
+log = logging.getLogger(__name__)
+
+_STOPPED = "the inference worker has stopped"
+
+
+@dataclass
+class _Request:
+    audio: Audio
+    future: asyncio.Future[str]
+    loop: asyncio.AbstractEventLoop
+    interim: bool
+    queued_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
+
+
+class InferenceWorker:
+    """Serves `await worker.transcribe(audio)` from any session and any event loop."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_batch_size: int = 8,
+        max_wait_ms: float = 5.0,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+        self.engine = engine
+        self.device = engine.device
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.batch_sizes: deque[int] = deque(maxlen=1024)  # recent batches, for stats
+        self._finals: deque[_Request] = deque()
+        self._interims: deque[_Request] = deque()
+        self._running: dict[int, _Request] = {}  # in the engine now
+        self._ids = itertools.count()
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=f"inference:{engine.name}")
+        # Engine seconds per audio second, smoothed: how fast this worker works off a backlog.
+        self._cost = 0.0
+
+    # --- the session side (event loop) ---
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    async def transcribe(self, audio: Audio) -> str:
+        """The text of `audio`; waits its turn however busy the engine is."""
+        return await self._submit(audio, interim=False)
+
+    async def try_transcribe(self, audio: Audio) -> str | None:
+        """The text of `audio`, or None at once if the engine is busy (interims only)."""
+        with self._cond:
+            busy = self._busy()
+        if busy:
+            metrics.INTERIMS_SKIPPED.inc()
+            return None
+        return await self._submit(audio, interim=True)
+
+    @property
+    def load(self) -> int:
+        """Requests waiting or in the engine: the pool sends new work to the least loaded."""
+        with self._cond:
+            return len(self._finals) + len(self._interims) + len(self._running)
+
+    def backlog_seconds(self) -> float:
+        """Estimated engine time to work off what is queued and running now."""
+        with self._cond:
+            pending = sum(r.seconds for r in (*self._finals, *self._running.values()))
+        return pending * self._cost
+
+    async def _submit(self, audio: Audio, *, interim: bool) -> str:
+        loop = asyncio.get_running_loop()
+        request = _Request(audio, loop.create_future(), loop, interim)
+        with self._cond:
+            if self._stopped:
+                raise EngineError(_STOPPED)
+            (self._interims if interim else self._finals).append(request)
+            self._cond.notify()
+        return await request.future
+
+    def _busy(self) -> bool:
+        if self._finals or self._interims:
+            return True
+        if isinstance(self.engine, SteppedEngine):
+            return len(self._running) >= self.max_batch_size
+        return bool(self._running)
+
+    # --- the worker thread ---
+
+    def _take(self, count: int) -> list[_Request]:
+        """Up to `count` live requests, finals before interims (call with the lock held)."""
+        taken: list[_Request] = []
+        for source in (self._finals, self._interims):
+            while source and len(taken) < count:
+                request = source.popleft()
+                if not request.future.done():  # its session may have been cancelled
+                    taken.append(request)
+        return taken
+
+    def _run(self) -> None:
+        try:
+            if isinstance(self.engine, SteppedEngine):
+                self._run_stepped(self.engine)
+            else:
+                self._run_batches()
+        finally:
+            self._drain()
+
+    def _wait_for_work(self) -> bool:
+        """Block until a request is waiting; False once stopped (call with the lock held)."""
+        while not (self._finals or self._interims) and not self._stopped:
+            self._cond.wait()
+        return not self._stopped
+
+    def _run_batches(self) -> None:
+        while True:
+            with self._cond:
+                if not self._wait_for_work():
+                    return
+                deadline = time.monotonic() + self.max_wait_s
+                while (
+                    len(self._finals) + len(self._interims) < self.max_batch_size
+                    and (left := deadline - time.monotonic()) > 0
+                    and not self._stopped
+                ):
+                    self._cond.wait(left)
+                batch = self._take(self.max_batch_size)
+                for request in batch:
+                    self._running[id(request)] = request
+            if batch:
+                self._serve(batch)
+            with self._cond:
+                self._running.clear()
+
+    def _serve(self, batch: list[_Request]) -> None:
+        started = time.monotonic()
+        self._observe_start(batch, started)
+        try:
+            texts = self.engine.transcribe([r.audio for r in batch])
+            if len(texts) != len(batch):
+                raise EngineError(f"engine returned {len(texts)} texts for {len(batch)} inputs")
+        except Exception as exc:
+            if len(batch) > 1:  # retry alone, so only the failing request gets the error
+                for request in batch:
+                    self._serve([request])
+                return
+            log.exception("engine %s failed on a request", self.engine.name)
+            self._resolve(batch[0], EngineError(f"{type(exc).__name__}: {exc}"))
+            return
+        self._observe_end(sum(r.seconds for r in batch), time.monotonic() - started)
+        for request, text in zip(batch, texts, strict=True):
+            self._resolve(request, text)
+
+    def _run_stepped(self, engine: SteppedEngine) -> None:
+        while True:
+            with self._cond:
+                if not self._running and not self._wait_for_work():
+                    return
+                if self._stopped:
+                    return
+                new = self._take(self.max_batch_size - len(self._running))
+                ids = {next(self._ids): r for r in new}
+                self._running.update(ids)
+                gone = [i for i, r in self._running.items() if r.future.done()]
+            for request_id in gone:
+                engine.abort(request_id)
+                with self._cond:
+                    self._running.pop(request_id, None)
+            started = time.monotonic()
+            if ids:
+                self._observe_start(list(ids.values()), started)
+                try:
+                    engine.admit([(i, r.audio) for i, r in ids.items()])
+                except Exception as exc:
+                    log.exception("engine %s failed to admit requests", engine.name)
+                    self._fail(ids, exc)
+            if not engine.active:
+                continue
+            try:
+                finished = engine.step()
+            except Exception as exc:
+                log.exception("engine %s failed in a decode step", engine.name)
+                with self._cond:
+                    failed = dict(self._running)
+                for request_id in failed:
+                    engine.abort(request_id)
+                self._fail(failed, exc)
+                continue
+            elapsed = time.monotonic() - started
+            metrics.ENGINE_SECONDS.labels(self.device).observe(elapsed)
+            for request_id, text in finished:
+                with self._cond:
+                    request = self._running.pop(request_id, None)
+                if request is not None:
+                    self._observe_end(request.seconds, 0.0)
+                    self._resolve(request, text)
+
+    def _fail(self, requests: dict[int, _Request], exc: Exception) -> None:
+        with self._cond:
+            for request_id in requests:
+                self._running.pop(request_id, None)
+        for request in requests.values():
+            self._resolve(request, EngineError(f"{type(exc).__name__}: {exc}"))
+
+    def _observe_start(self, batch: list[_Request], now: float) -> None:
+        self.batch_sizes.append(len(batch))
+        metrics.BATCHES.labels(self.device).inc()
+        metrics.BATCH_SIZE.labels(self.device).observe(len(batch))
+        for request in batch:
+            priority = "interim" if request.interim else "final"
+            metrics.QUEUE_WAIT.labels(priority).observe(now - request.queued_at)
+
+    def _observe_end(self, audio_seconds: float, elapsed: float) -> None:
+        if elapsed > 0:
+            metrics.ENGINE_SECONDS.labels(self.device).observe(elapsed)
+            if audio_seconds > 0:
+                cost = elapsed / audio_seconds
+                self._cost = cost if self._cost == 0 else 0.8 * self._cost + 0.2 * cost
+
+    def _drain(self) -> None:
+        with self._cond:
+            self._stopped = True
+            left = [*self._finals, *self._interims, *self._running.values()]
+            self._finals.clear()
+            self._interims.clear()
+            self._running.clear()
+        for request in left:
+            self._resolve(request, EngineError(_STOPPED))
+
+    @staticmethod
+    def _resolve(request: _Request, outcome: str | BaseException) -> None:
+        def settle() -> None:
+            if request.future.done():  # the session was cancelled meanwhile
+                return
+            if isinstance(outcome, BaseException):
+                request.future.set_exception(outcome)
+            else:
+                request.future.set_result(outcome)
+
+        # RuntimeError: that session's event loop is already closed.
+        with contextlib.suppress(RuntimeError):
+            request.loop.call_soon_threadsafe(settle)
+
+
+class InferencePool:
+    """One worker per device; each request goes to the least loaded one."""
+
+    def __init__(self, workers: list[InferenceWorker]) -> None:
+        if not workers:
+            raise ValueError("an inference pool needs at least one worker")
+        self.workers = workers
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        for worker in self.workers:
+            worker.stop(timeout)
+
+    def _pick(self) -> InferenceWorker:
+        return min(self.workers, key=lambda w: w.load)
+
+    async def transcribe(self, audio: Audio) -> str:
+        return await self._pick().transcribe(audio)
+
+    async def try_transcribe(self, audio: Audio) -> str | None:
+        return await self._pick().try_transcribe(audio)
+
+    def backlog_seconds(self) -> float:
+        """Estimated time until a new final would start: the least busy worker's backlog."""
+        return min(w.backlog_seconds() for w in self.workers)

@@ -1,1 +1,0 @@
-"""Command-line programs shipped with the server."""

@@ -1,0 +1,1 @@
+"""One streaming connection, whatever dialect it speaks: receive loop, pipeline, endings."""
