@@ -220,7 +220,7 @@ def fleet(haproxy: str, request: pytest.FixtureRequest) -> Iterator[Cluster]:
         config.write_text(render(ports, front, stats_socket))
         try:
             for name, port in ports.items():
-                command = [sys.executable, "-m", "stt_server.cli", "--engine", "fixed-cost"]
+                command = [sys.executable, "-m", "stt_server", "--engine", "fixed-cost"]
                 command += ["--model", "50ms", "--host", "127.0.0.1", "--port", str(port)]
                 command += ["--max-sessions", str(max_sessions[name])]
                 command += ["--drain-timeout", str(DRAIN_TIMEOUT), "--log-level", "info"]

@@ -4,7 +4,6 @@ each other and with the server (probe paths, drain time, labels, Secret keys, se
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,13 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from prometheus_client import generate_latest
 
-from stt_server.config import SESSION_FLAGS, ServerSettings, env_name
+from stt_server import metrics
+from stt_server.app import create_app
+from stt_server.cli import build_parser
 from stt_server.engines.fixed_cost import FixedCostEngine
-from stt_server.server import create_app
+from stt_server.settings import ServerSettings
 from tests.conftest import REPO
 
 MANIFESTS = REPO / "deploy" / "kubernetes"
@@ -128,8 +130,13 @@ def test_grace_period_outlasts_the_drain() -> None:
 
 
 def test_environment_names_are_server_settings() -> None:
-    settings = {env_name(f.name) for f in dataclasses.fields(ServerSettings)} - {"STT_SESSION"}
-    settings |= {env_name(name) for name in SESSION_FLAGS}
+    # Each flag's help names its variable in brackets.
+    settings = {
+        name
+        for action in build_parser()._actions
+        for name in re.findall(r"\[(STT_[A-Z_]+)\]", action.help or "")
+    }
+    assert "STT_DRAIN_TIMEOUT" in settings
     stt = {name for name in env() if name.startswith("STT_")}
     assert stt <= settings, stt - settings
     # Service links would add STT_SERVER_* variables beside them.
@@ -217,3 +224,6 @@ def test_autoscaler_scales_the_deployment_on_open_sessions() -> None:
     annotations = deployment()["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == env()["STT_PORT"]["value"]
     assert annotations["prometheus.io/path"] == "/metrics"
+    assert "/metrics" in route_paths()
+    exported = generate_latest(metrics.REGISTRY).decode()
+    assert f"# TYPE {metric['pods']['metric']['name']} gauge" in exported

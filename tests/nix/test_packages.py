@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stt_server.config import ServerSettings
+from stt_server.settings import ServerSettings
 from tests.nix.nixtools import FIXTURES, ROOT, Nix, NixEvalError
 
 PACKAGES = ROOT / "nix" / "packages"
