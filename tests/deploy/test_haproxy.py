@@ -436,6 +436,11 @@ async def test_sigterm_drains_one_replica_while_the_other_takes_new_sessions(
         server.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         exiting = asyncio.create_task(exit_of(server, DRAIN_TIMEOUT + 10))
+        # Arrives before HAProxy can have noticed: gpu0 refuses it with the documented
+        # SHUTTING_DOWN (1001), or it reaches gpu1 (picked there, or redispatched once gpu0 has
+        # stopped listening).
+        window = await Session.open(fleet.url, speech)
+        owned.append(window)
         for session in draining:
             await session.closed(DRAIN_TIMEOUT)
         drained = max(s.closed_at for s in draining) - signalled
@@ -449,7 +454,8 @@ async def test_sigterm_drains_one_replica_while_the_other_takes_new_sessions(
         exited = exit_time - signalled
         # The other replica's sessions never noticed.
         assert all(s.close_code is None for s in staying)
-        for session in after:
+        served = [*after, window] if window.replica == "gpu1" else after
+        for session in served:
             await session.heard()  # so that each has a turn to finish
     finally:
         await asyncio.gather(*(s.finish() for s in owned), return_exceptions=True)
@@ -461,7 +467,10 @@ async def test_sigterm_drains_one_replica_while_the_other_takes_new_sessions(
         # The open turn was finished: its final is the last thing the client got.
         assert session.finals(after=signalled) == 1, session.messages
         assert session.messages[-1][1]["isFinal"], session.messages
-    for session in staying + after:
+    if window.replica == "gpu0":
+        assert [m.get("code") for _, m in window.messages] == ["SHUTTING_DOWN"]
+        assert window.close_code == 1001
+    for session in staying + served:
         assert session.close_code == 1000, session.messages
         assert not session.errors(), session.messages
         assert session.finals() == 1, session.messages
@@ -471,5 +480,6 @@ async def test_sigterm_drains_one_replica_while_the_other_takes_new_sessions(
         f"\ndrain: sessions per replica before SIGTERM {per_replica(before)}; finals delivered "
         f"during the drain {finals_in_drain}; last drained session closed (1001) "
         f"{drained:.2f}s after SIGTERM; gpu0 DOWN in HAProxy after {marked:.2f}s; process "
-        f"exited (status 0) after {exited:.2f}s; new sessions {per_replica(after)}"
+        f"exited (status 0) after {exited:.2f}s; new sessions {per_replica(after)}, and one "
+        f"right after SIGTERM: {window.replica} ({window.close_code})"
     )
