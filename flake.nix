@@ -37,19 +37,28 @@
           stt-server = pkgs.stt-server;
           strops = pkgs.python3Packages.strops;
           default = pkgs.stt-server;
+          # A container image (nix/packages/image.nix): `./result | docker load`.
+          image = pkgs.callPackage ./nix/packages/image.nix { };
         }
-        // nixpkgs.lib.optionalAttrs (pkgs.stdenv.hostPlatform.system == "x86_64-linux") {
-          # torch and onnxruntime built against CUDA (unfree; a large build unless cached).
-          stt-server-cuda =
-            (import nixpkgs {
+        // nixpkgs.lib.optionalAttrs (pkgs.stdenv.hostPlatform.system == "x86_64-linux") (
+          let
+            # torch and onnxruntime built against CUDA (unfree; a large build unless cached).
+            cudaPkgs = import nixpkgs {
               inherit (pkgs.stdenv.hostPlatform) system;
               overlays = [ self.overlays.default ];
               config = {
                 allowUnfree = true;
                 cudaSupport = true;
               };
-            }).stt-server;
-        }
+            };
+          in
+          {
+            stt-server-cuda = cudaPkgs.stt-server;
+            image-cuda = cudaPkgs.callPackage ./nix/packages/image.nix {
+              name = "stt-server-cuda";
+            };
+          }
+        )
       );
 
       devShells = forAllSystems (pkgs: import ./nix/development.nix { inherit pkgs; });

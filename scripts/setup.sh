@@ -26,6 +26,8 @@ command -v chromedriver >/dev/null 2>&1 || apt_missing+=(chromium-driver)
 # tests/nix: nix-instantiate parses and evaluates the Nix files, systemd-analyze checks deploy/.
 command -v nix-instantiate >/dev/null 2>&1 || apt_missing+=(nix-bin)
 command -v systemd-analyze >/dev/null 2>&1 || apt_missing+=(systemd)
+# tests/deploy: HAProxy in front of two server processes, with deploy/haproxy.cfg.
+command -v haproxy >/dev/null 2>&1 || apt_missing+=(haproxy)
 
 # Can cargo reach crates.io? If not (our sandboxed machines), build strops against Debian's
 # packaged Rust crates instead, through a local source replacement.

@@ -37,6 +37,7 @@
     "jiwer"
     "httpx"
     "selenium"
+    "kubernetes-validate"
   ];
 
   # In the test extra but not packaged in nixpkgs (or, for ruff, basedpyright and maturin, taken

@@ -23,6 +23,7 @@ def test_expected_nix_files_exist() -> None:
         "nix/packages/stt-server.nix",
         "nix/packages/strops.nix",
         "nix/packages/python-deps.nix",
+        "nix/packages/image.nix",
     } <= names
 
 
@@ -66,8 +67,15 @@ def test_flake_outputs(nix: Nix) -> None:
     )
     assert result["top"] == ["devShells", "nixosModules", "overlays", "packages"]
     assert result["packages"] == {
-        "aarch64-linux": ["default", "strops", "stt-server"],
-        "x86_64-linux": ["default", "strops", "stt-server", "stt-server-cuda"],
+        "aarch64-linux": ["default", "image", "strops", "stt-server"],
+        "x86_64-linux": [
+            "default",
+            "image",
+            "image-cuda",
+            "strops",
+            "stt-server",
+            "stt-server-cuda",
+        ],
     }
     assert result["devShells"] == {
         "aarch64-linux": ["default", "strops"],
@@ -92,6 +100,22 @@ def test_packages_come_from_the_overlay(nix: Nix) -> None:
         "pkgsConfig": {"allowUnfree": True, "cudaSupport": True},
     }
     assert result["strops"]["calledPackage"] == str(ROOT / "nix" / "packages" / "strops.nix")
+
+
+def test_images_are_called_from_the_same_package_sets(nix: Nix) -> None:
+    result = flake(
+        nix,
+        """builtins.mapAttrs (_: p: { inherit (p) calledPackage args pkgsConfig; }) {
+          inherit (out.packages.x86_64-linux) image image-cuda;
+        }""",
+    )
+    image = str(ROOT / "nix" / "packages" / "image.nix")
+    assert result["image"] == {"calledPackage": image, "args": {}, "pkgsConfig": {}}
+    assert result["image-cuda"] == {
+        "calledPackage": image,
+        "args": {"name": "stt-server-cuda"},
+        "pkgsConfig": {"allowUnfree": True, "cudaSupport": True},
+    }
 
 
 def test_nixos_module_output_is_the_module(nix: Nix) -> None:

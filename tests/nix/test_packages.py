@@ -3,13 +3,16 @@ derivations (evaluated against fixtures/stubs.nix) are put together as the READM
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from stt_server.settings import ServerSettings
 from tests.nix.nixtools import FIXTURES, ROOT, Nix, NixEvalError
 
 PACKAGES = ROOT / "nix" / "packages"
@@ -120,3 +123,76 @@ def test_strops_package_sources_exist() -> None:
         assert (ROOT / "strops-rs" / name).exists(), name
     maturin = tomllib.loads((ROOT / "strops-rs" / "pyproject.toml").read_text())
     assert maturin["build-system"]["build-backend"] == "maturin"
+
+
+def image(nix: Nix, **args: str) -> dict[str, Any]:
+    """nix/packages/image.nix over the stubs, with the stt-server derivation's own attributes."""
+    extra = " ".join(f"{name} = {json.dumps(value)};" for name, value in args.items())
+    return nix.eval(
+        f"""
+        let
+          stubs = import {FIXTURES / "stubs.nix"};
+          stt-server = import {PACKAGES / "stt-server.nix"} {{
+            inherit (stubs) lib python3Packages;
+          }} // {{ outPath = "/nix/store/stt-server"; }};
+        in import {PACKAGES / "image.nix"} {{
+          inherit (stubs) dockerTools;
+          inherit stt-server;
+          cacert = "/nix/store/cacert";
+          {extra}
+        }}
+        """
+    )
+
+
+def unit_environment() -> dict[str, str]:
+    unit = (ROOT / "deploy" / "stt-server.service").read_text()
+    return dict(re.findall(r"^Environment=([A-Z_]+)=(.*)$", unit, flags=re.MULTILINE))
+
+
+def test_image_runs_stt_server(nix: Nix) -> None:
+    built = image(nix)
+    assert built["name"] == "stt-server"
+    assert built["tag"] == pyproject()["project"]["version"]
+    assert built["contents"] == ["/nix/store/stt-server", "/nix/store/cacert"]
+    config = built["config"]
+    assert config["Entrypoint"] == ["/nix/store/stt-server/bin/stt-server"]
+    assert "stt-server" in pyproject()["project"]["scripts"]
+    assert config["ExposedPorts"] == {f"{ServerSettings().port}/tcp": {}}
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert env["SSL_CERT_FILE"] == "/nix/store/cacert/etc/ssl/certs/ca-bundle.crt"
+    assert env["STT_HOST"] == "0.0.0.0"
+
+
+def test_image_caches_where_the_systemd_unit_does_and_the_user_may_write(nix: Nix) -> None:
+    built = image(nix)
+    env = dict(item.split("=", 1) for item in built["config"]["Env"])
+    cache_env = unit_environment()
+    assert set(cache_env) == {
+        "HOME",
+        "XDG_CACHE_HOME",
+        "HF_HOME",
+        "HF_HUB_CACHE",
+        "NUMBA_CACHE_DIR",
+    }
+    assert {name: env[name] for name in cache_env} == cache_env
+    cache = cache_env["HOME"]
+    assert built["config"]["Volumes"] == {cache: {}}
+    uid, gid = built["config"]["User"].split(":")
+    commands = built["fakeRootCommands"].split("\n")
+    assert f"chown {uid}:{gid} .{cache}" in [line.strip() for line in commands]
+    assert "chmod 1777 ./tmp" in [line.strip() for line in commands]
+
+
+def test_image_user_is_the_kubernetes_one(nix: Nix) -> None:
+    user = image(nix)["config"]["User"]
+    manifest = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text())
+    pod = manifest["spec"]["template"]["spec"]["securityContext"]
+    assert user == f"{pod['runAsUser']}:{pod['runAsGroup']}"
+    assert pod["runAsUser"] != 0
+
+
+def test_cuda_image_is_named_apart(nix: Nix) -> None:
+    built = image(nix, name="stt-server-cuda")
+    assert built["name"] == "stt-server-cuda"
+    assert built["config"]["Labels"]["org.opencontainers.image.title"] == "stt-server-cuda"
