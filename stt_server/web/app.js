@@ -6,6 +6,9 @@ const transcript = document.getElementById("transcript");
 const errorEl = document.getElementById("error");
 
 let session = null;
+// Every transcript the page rendered, in order: what a person saw, kept so that tests (and a
+// curious user, from the console) can check it without racing the next update.
+window.sttRendered = [];
 
 function setState(name, text) {
   stateEl.className = `state ${name}`;
@@ -33,6 +36,7 @@ function onSegment(segment) {
   const item = tentativeItem();
   item.textContent = segment.text;
   if (segment.isFinal) item.className = "final";
+  window.sttRendered.push({ kind: segment.isFinal ? "final" : "tentative", text: segment.text });
 }
 
 async function openAudio() {

@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 
 from stt_server.audio import (
+    AudioFormatError,
     StreamConverter,
     check_format,
-    decode_base64,
     decode_pcm16,
     downmix,
     encode_pcm16,
     resample,
 )
-from stt_server.protocol import ErrorCode, ProtocolError
+from stt_server.dialects.native import decode_base64
+from stt_server.errors import ErrorCode, ProtocolError
 
 
 def tone(freq: float, rate: int, seconds: float) -> np.ndarray:
@@ -51,9 +52,9 @@ def test_downmix_of_mono_is_the_channel_itself() -> None:
 
 @pytest.mark.parametrize(("size", "channels"), [(3, 1), (6, 2), (2, 2)])
 def test_partial_frames_are_invalid_audio(size: int, channels: int) -> None:
-    with pytest.raises(ProtocolError) as info:
+    with pytest.raises(AudioFormatError) as info:
         decode_pcm16(b"\x00" * size, channels)
-    assert info.value.code is ErrorCode.INVALID_AUDIO
+    assert info.value.field == "pcm"
 
 
 def test_encode_round_trip() -> None:
@@ -70,18 +71,18 @@ def test_invalid_base64() -> None:
 
 
 @pytest.mark.parametrize(
-    ("rate", "channels", "code"),
+    ("rate", "channels", "field"),
     [
-        (7999, 1, ErrorCode.UNSUPPORTED_SAMPLE_RATE),
-        (48001, 1, ErrorCode.UNSUPPORTED_SAMPLE_RATE),
-        (16000, 0, ErrorCode.UNSUPPORTED_CHANNELS),
-        (16000, 9, ErrorCode.UNSUPPORTED_CHANNELS),
+        (7999, 1, "sample_rate"),
+        (48001, 1, "sample_rate"),
+        (16000, 0, "channels"),
+        (16000, 9, "channels"),
     ],
 )
-def test_format_limits(rate: int, channels: int, code: ErrorCode) -> None:
-    with pytest.raises(ProtocolError) as info:
+def test_format_limits(rate: int, channels: int, field: str) -> None:
+    with pytest.raises(AudioFormatError) as info:
         check_format(rate, channels)
-    assert info.value.code is code
+    assert info.value.field == field
 
 
 @pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
@@ -116,3 +117,14 @@ def test_stream_converter_follows_rate_changes() -> None:
     total = len(a) + len(b)
     assert total == pytest.approx(16000, abs=16)  # the 48 kHz tail is flushed, not lost
     assert dominant_frequency(np.concatenate([a, b]), 16000) == pytest.approx(440, abs=3)
+
+
+def test_flush_returns_the_resamplers_last_milliseconds_and_starts_afresh() -> None:
+    converter = StreamConverter()
+    x = tone(300, 48000, 0.5)
+    head = converter.convert(encode_pcm16(x), 48000, 1)
+    tail = converter.flush()
+    assert tail.size > 0  # what soxr held back for its filter
+    assert len(head) + len(tail) == pytest.approx(8000, abs=2)
+    again = converter.convert(encode_pcm16(x), 48000, 1)
+    assert len(again) + len(converter.flush()) == pytest.approx(8000, abs=2)

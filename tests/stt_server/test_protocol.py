@@ -2,16 +2,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stt_server.engines.base import EngineError
+from stt_server.errors import ERROR_TABLE, EngineError, ErrorCode, ProtocolError, close_code
 from stt_server.protocol import (
-    ERROR_TABLE,
     AudioFrame,
     EndOfStream,
-    ErrorCode,
     ErrorResponse,
-    ProtocolError,
     TranscriptionSegment,
-    close_code,
     error_response,
 )
 
