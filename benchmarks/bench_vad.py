@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from stt_server.audio import SAMPLE_RATE
-from stt_server.stages.vad import CONTEXT, WINDOW, SileroModel, SileroVad
+from stt_server.stages.silero import CONTEXT, STATE_SHAPE, WINDOW, SileroModel
 
 
 def speechlike(seconds: float, seed: int) -> np.ndarray:
@@ -30,14 +30,21 @@ def speechlike(seconds: float, seed: int) -> np.ndarray:
 
 
 def per_session(model: SileroModel, streams: list[np.ndarray]) -> tuple[float, np.ndarray]:
-    vads = [SileroVad(model) for _ in streams]
+    """The server before batching: one ONNX run per session window (a batch of one)."""
     windows = [s[: len(s) // WINDOW * WINDOW].reshape(-1, WINDOW) for s in streams]
     ticks = windows[0].shape[0]
+    states = [np.zeros(STATE_SHAPE, np.float32) for _ in streams]
+    contexts = [np.zeros(CONTEXT, np.float32) for _ in streams]
+    rate = np.array(SAMPLE_RATE, dtype=np.int64)
     probs = np.zeros((len(streams), ticks), np.float32)
     start = time.process_time()
     for t in range(ticks):
-        for i, vad in enumerate(vads):
-            probs[i, t] = vad.probabilities(windows[i][t : t + 1])[0]
+        for i in range(len(streams)):
+            x = np.concatenate([contexts[i], windows[i][t]])[None, :]
+            out, state = model.session.run(None, {"input": x, "state": states[i], "sr": rate})
+            states[i] = np.asarray(state, np.float32)
+            contexts[i] = x[0, -CONTEXT:]
+            probs[i, t] = float(np.asarray(out).reshape(-1)[0])
     return time.process_time() - start, probs
 
 

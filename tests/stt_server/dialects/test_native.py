@@ -74,9 +74,11 @@ def test_binary_frames_use_the_query_format_and_flush_carries_the_resampler_tail
     dialect = NativeDialect(SessionSettings(sample_rate=48000, channels=1))
     pcm = encode_pcm16(np.sin(np.arange(4800) / 10).astype(np.float32) * 0.3)
     (audio,) = dialect.decode(None, pcm)
-    assert isinstance(audio, np.ndarray) and audio.dtype == np.float32
+    assert isinstance(audio, np.ndarray)
+    assert audio.dtype == np.float32
     commands = dialect.decode('{"type": "flush"}', None)
     assert isinstance(commands[-1], Flush)
     tail = commands[0]
-    assert isinstance(tail, np.ndarray) and tail.size > 0
+    assert isinstance(tail, np.ndarray)
+    assert tail.size > 0
     assert len(audio) + tail.size == pytest.approx(1600, abs=2)

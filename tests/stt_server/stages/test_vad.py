@@ -309,7 +309,8 @@ def test_speculation_gets_exactly_the_audio_the_chunk_will_hold() -> None:
     assert len(speculations) == 1
     d.feed(SILENCE, 44)  # to the large gap
     chunk, end = (e for _, e in d.events)
-    assert isinstance(chunk, SpeechChunk) and isinstance(end, EndOfTurn)
+    assert isinstance(chunk, SpeechChunk)
+    assert isinstance(end, EndOfTurn)
     assert chunk.speculation == speculations[0].id
     assert np.array_equal(chunk.audio, speculations[0].audio)
     assert window_ids(chunk) == list(range(23))
@@ -350,9 +351,11 @@ def test_flush_cuts_at_once_and_ends_the_turn() -> None:
     events = d.segmenter.flush(wall=123.0)
     assert [type(e) for e in events] == [SpeechChunk, EndOfTurn]
     chunk, end = events
-    assert isinstance(chunk, SpeechChunk) and isinstance(end, EndOfTurn)
+    assert isinstance(chunk, SpeechChunk)
+    assert isinstance(end, EndOfTurn)
     assert window_ids(chunk) == list(range(37))
-    assert end.flushed and end.wall == 123.0
+    assert end.flushed
+    assert end.wall == 123.0
     assert end.time == pytest.approx(35 * WINDOW_S)
     assert d.segmenter.state is VadState.INACTIVE
     # Nothing buffered: the flush still ends the turn (the client waits for its answer).
@@ -371,4 +374,5 @@ async def test_vad_stage_flush_transcribes_the_last_partial_window(silero: Siler
     await batcher.stop()
     assert [type(e) for e in collect.items] == [EndOfTurn]
     end = collect.items[0]
-    assert isinstance(end, EndOfTurn) and end.flushed
+    assert isinstance(end, EndOfTurn)
+    assert end.flushed
