@@ -46,6 +46,7 @@
     "httpx"
     "selenium"
     "kubernetes-validate"
+    "networkx"
   ];
 
   # In the test extra but not packaged in nixpkgs (or, for ruff, basedpyright and maturin, taken
