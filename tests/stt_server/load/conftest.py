@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import dataclasses
 import gc
 import threading
 import time
@@ -50,7 +49,7 @@ def settled_rss() -> int:
 
 def settings(**overrides: Any) -> ServerSettings:
     """Server settings for load tests; limits the server does not have (yet) are left out."""
-    known = {f.name for f in dataclasses.fields(ServerSettings)}
+    known = set(ServerSettings.model_fields)
     wanted = {"max_sessions": 10_000, **overrides}
     return ServerSettings(
         engine="fixed-cost",
