@@ -69,10 +69,14 @@ def test_splice_lengths_and_left_padding(tiny_model: CanaryQwen) -> None:
     assert torch.equal(embeds[1, 9 : 9 + len(tiny_model.prompt_before)], before)
 
 
-def test_budget_grows_with_duration(tiny_model: CanaryQwen) -> None:
-    short, long = _clips(6, [4000, 32000])
-    assert len(tiny_model.generate_ids([short])[0]) < len(tiny_model.generate_ids([long])[0])
-    assert max_new_tokens(16000 * 40, 16000) < 400
+def test_budget_is_nemos_128_tokens_then_grows_with_duration(tiny_model: CanaryQwen) -> None:
+    assert [max_new_tokens(n, 16000) for n in (0, 1600, 16000 * 14)] == [128, 128, 128]
+    assert max_new_tokens(16000 * 15, 16000) == 15 * 8 + 16
+    assert max_new_tokens(16000 * 40, 16000) == 40 * 8 + 16
+    # Random weights never emit <|im_end|>, so each clip runs to its budget.
+    short, long = _clips(6, [4000, 16000 * 16])
+    assert len(tiny_model.generate_ids([short])[0]) == 128
+    assert len(tiny_model.generate_ids([long])[0]) == 16 * 8 + 16
 
 
 def test_cli_transcribes_wav_files(tiny_checkpoint: Path, tmp_path: Path) -> None:
