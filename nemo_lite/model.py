@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from peft import PeftModel
 from torch import Tensor, nn
-from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase, Qwen3ForCausalLM
 
 from nemo_lite import weights
 from nemo_lite.config import CanaryQwenConfig
 from nemo_lite.perception import AudioPerceptionModule
-from nemo_lite.qwen.llm import build_llm, qwen_model, rebuild_rotary
+from nemo_lite.qwen.llm import build_llm, merge_lora, qwen_model, rebuild_rotary
 from nemo_lite.qwen.prompt import transcription_prompt
 
 EOS_TOKEN = "<|im_end|>"
@@ -67,7 +68,7 @@ class CanaryQwen(nn.Module):
         self.config = config
         self.tokenizer = tokenizer
         self.perception = AudioPerceptionModule(config.perception)
-        self.llm = build_llm(llm_config, config.lora)
+        self.llm: PeftModel | Qwen3ForCausalLM = build_llm(llm_config, config.lora)
         embed = qwen_model(self.llm).model.embed_tokens
         assert isinstance(embed, nn.Embedding)
         self.embed_tokens = embed
@@ -106,8 +107,12 @@ class CanaryQwen(nn.Module):
         device: str = "cpu",
         dtype: torch.dtype | None = None,
         cache_dir: str | Path | None = None,
+        merge_lora: bool = False,
     ) -> CanaryQwen:
         """Load from a checkpoint directory or hub id (see `nemo_lite.weights` for the layout).
+
+        `merge_lora` folds the LoRA into the Qwen3 weights after loading (faster decoding; the
+        adapter can no longer be switched off, and `llm` becomes a plain Qwen3ForCausalLM).
 
         Raises `CheckpointNotFoundError` (a `FileNotFoundError`) when the source is unavailable and
         `CheckpointError` naming the keys when the weights do not match the architecture exactly.
@@ -130,7 +135,15 @@ class CanaryQwen(nn.Module):
         )
         model.tie_embeddings()
         rebuild_rotary(model.llm, target)
+        if merge_lora:
+            model.merge_lora()
         return model.eval()
+
+    def merge_lora(self) -> None:
+        """Fold the LoRA into the base weights (see `nemo_lite.qwen.llm.merge_lora`); state-dict
+        keys become plain Qwen3 ones, so this comes after loading."""
+        if isinstance(self.llm, PeftModel):
+            self.llm = merge_lora(self.llm)
 
     def check_trained_placeholder(self) -> None:
         """Raise `CheckpointError` when a released checkpoint's tokenizer would put the audio at
@@ -184,7 +197,8 @@ class CanaryQwen(nn.Module):
             if self.tokenizer.pad_token_id is not None
             else self.eos_id,
         )
-        out = self.llm.generate(
+        # transformers' GenerationMixin self-type does not match Qwen3ForCausalLM's (a stub quirk).
+        out = self.llm.generate(  # pyright: ignore[reportAttributeAccessIssue]
             inputs_embeds=embeds, attention_mask=mask, generation_config=generation
         )
         assert isinstance(out, Tensor)
