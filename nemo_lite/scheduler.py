@@ -17,6 +17,7 @@ attention mask and explicit RoPE position ids, so each request computes what it 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -49,8 +50,12 @@ class ContinuousDecoder:
     Not thread-safe: one thread (the server's inference worker) calls `admit`, `step` and `abort`.
     """
 
-    def __init__(self, model: CanaryQwen) -> None:
+    def __init__(self, model: CanaryQwen, budget: Callable[[int], int] | None = None) -> None:
+        """`budget(samples)`: most new tokens a clip may generate; default the model's
+        (`nemo_lite.model.max_new_tokens`, NeMo's 128 or more for long clips)."""
         self.model = model
+        rate = model.config.perception.preprocessor.sample_rate
+        self.budget = budget or (lambda samples: max_new_tokens(samples, rate))
         self.lm = qwen_model(model.llm)
         self._rows: list[_Request] = []  # row i of the cache and mask is _rows[i]
         self._cache: DynamicCache | None = None
@@ -98,9 +103,8 @@ class ContinuousDecoder:
             logits_to_keep=1,
         )
         first = out.logits[:, -1].argmax(dim=-1).tolist()
-        sample_rate = model.config.perception.preprocessor.sample_rate
         new = [
-            _Request(request_id, max_new_tokens(n, sample_rate), int(length), [token])
+            _Request(request_id, self.budget(n), int(length), [token])
             for request_id, n, length, token in zip(
                 ids, lengths, mask.sum(dim=1).tolist(), first, strict=True
             )

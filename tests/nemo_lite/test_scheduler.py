@@ -185,3 +185,14 @@ def test_duplicate_ids_and_stereo_are_refused(tiny_model: CanaryQwen) -> None:
     assert decoder.active == 1
     decoder.admit([])
     assert decoder.step_ids() == []
+
+
+def test_budget_can_be_set_per_clip_length(tiny: Reference) -> None:
+    decoder = ContinuousDecoder(tiny.model, budget=lambda samples: 1 + samples // 4000)
+    plain = [n for n in LENGTHS if len(tiny.ids(n)) >= 8]  # no eos within the first 8 ids
+    assert plain
+    decoder.admit([(n, _clip(n)) for n in plain])
+    out: dict[int, list[int]] = {}
+    while decoder.active:
+        out.update(decoder.step_ids())
+    assert out == {n: tiny.ids(n)[: 1 + n // 4000] for n in plain}
