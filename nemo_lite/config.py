@@ -62,7 +62,6 @@ class EncoderConfig(_FromDict):
     subsampling_factor: int = 8
     subsampling_conv_channels: int = 256
     self_attention_model: str = "rel_pos"
-    pos_emb_max_len: int = 5000
     xscaling: bool = True
     untie_biases: bool = True
     conv_norm_type: str = "batch_norm"

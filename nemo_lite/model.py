@@ -8,20 +8,27 @@ from typing import Any
 
 import numpy as np
 import torch
+from peft import PeftModel
 from torch import Tensor, nn
-from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase, Qwen3ForCausalLM
 
 from nemo_lite import weights
 from nemo_lite.config import CanaryQwenConfig
 from nemo_lite.perception import AudioPerceptionModule
-from nemo_lite.qwen.llm import build_llm, qwen_model, rebuild_rotary
+from nemo_lite.qwen.llm import build_llm, merge_lora, qwen_model, rebuild_rotary
 from nemo_lite.qwen.prompt import transcription_prompt
 
 EOS_TOKEN = "<|im_end|>"
-# Generation budget per clip: English speech runs at about 3-4 Qwen tokens per second; twice that
-# plus a margin bounds a runaway decode without cutting real transcripts.
+# Generation budget per clip. NeMo's recipe lets any clip generate 128 new tokens; a clip long
+# enough to need more (English runs at 3-4 Qwen tokens per second, digits and spelled-out names at
+# several more) gets 8 tokens per second plus a margin, which still bounds a runaway decode.
+NEMO_MAX_NEW_TOKENS = 128
 TOKENS_PER_SECOND = 8.0
 TOKEN_MARGIN = 16
+
+# The placeholder's id a released checkpoint was trained with, by (pretrained_llm, embedding rows):
+# SALM appended the tag to that LLM's tokenizer, so only a tokenizer of the same length gives it.
+TRAINED_PLACEHOLDER_IDS = {("Qwen/Qwen3-1.7B", 151936): 151669}
 
 # The LLM's own copies of the tied embedding: SALM stores it once, as `embed_tokens.weight`.
 EMBED_KEY = "embed_tokens.weight"
@@ -36,7 +43,8 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 
 def max_new_tokens(num_samples: int, sample_rate: int) -> int:
-    return math.ceil(num_samples / sample_rate * TOKENS_PER_SECOND) + TOKEN_MARGIN
+    by_duration = math.ceil(num_samples / sample_rate * TOKENS_PER_SECOND) + TOKEN_MARGIN
+    return max(NEMO_MAX_NEW_TOKENS, by_duration)
 
 
 class CanaryQwen(nn.Module):
@@ -60,11 +68,16 @@ class CanaryQwen(nn.Module):
         self.config = config
         self.tokenizer = tokenizer
         self.perception = AudioPerceptionModule(config.perception)
-        self.llm = build_llm(llm_config, config.lora)
+        self.llm: PeftModel | Qwen3ForCausalLM = build_llm(llm_config, config.lora)
         embed = qwen_model(self.llm).model.embed_tokens
         assert isinstance(embed, nn.Embedding)
         self.embed_tokens = embed
         self.placeholder_id = _token_id(tokenizer, config.audio_locator_tag)
+        if self.placeholder_id >= embed.num_embeddings:
+            raise weights.CheckpointError(
+                f"the audio placeholder's id {self.placeholder_id} is outside the LLM's "
+                f"{embed.num_embeddings}-row embedding: the tokenizer does not belong to this LLM"
+            )
         self.eos_id = _token_id(tokenizer, EOS_TOKEN)
         prompt = tokenizer(transcription_prompt(config.audio_locator_tag), add_special_tokens=False)
         ids: list[int] = list(prompt["input_ids"])  # pyright: ignore[reportArgumentType]
@@ -94,8 +107,12 @@ class CanaryQwen(nn.Module):
         device: str = "cpu",
         dtype: torch.dtype | None = None,
         cache_dir: str | Path | None = None,
+        merge_lora: bool = False,
     ) -> CanaryQwen:
         """Load from a checkpoint directory or hub id (see `nemo_lite.weights` for the layout).
+
+        `merge_lora` folds the LoRA into the Qwen3 weights after loading (faster decoding; the
+        adapter can no longer be switched off, and `llm` becomes a plain Qwen3ForCausalLM).
 
         Raises `CheckpointNotFoundError` (a `FileNotFoundError`) when the source is unavailable and
         `CheckpointError` naming the keys when the weights do not match the architecture exactly.
@@ -112,12 +129,33 @@ class CanaryQwen(nn.Module):
         tokenizer = load_tokenizer(files.tokenizer_dir, config.audio_locator_tag)
         with torch.device("meta"):
             model = cls(config, files.llm_config, tokenizer)
+        model.check_trained_placeholder()
         weights.load_weights(
             model, files.weights, model.checkpoint_shapes(), ALIASES, target, dtype
         )
         model.tie_embeddings()
         rebuild_rotary(model.llm, target)
+        if merge_lora:
+            model.merge_lora()
         return model.eval()
+
+    def merge_lora(self) -> None:
+        """Fold the LoRA into the base weights (see `nemo_lite.qwen.llm.merge_lora`); state-dict
+        keys become plain Qwen3 ones, so this comes after loading."""
+        if isinstance(self.llm, PeftModel):
+            self.llm = merge_lora(self.llm)
+
+    def check_trained_placeholder(self) -> None:
+        """Raise `CheckpointError` when a released checkpoint's tokenizer would put the audio at
+        another embedding row than the one it was trained with (see TRAINED_PLACEHOLDER_IDS)."""
+        llm = self.config.pretrained_llm
+        trained = TRAINED_PLACEHOLDER_IDS.get((llm, self.embed_tokens.num_embeddings))
+        if trained is not None and self.placeholder_id != trained:
+            raise weights.CheckpointError(
+                f"the tokenizer gives the audio placeholder the id {self.placeholder_id}, but a "
+                f"checkpoint built on {llm} was trained with it at {trained}: use {llm}'s own "
+                "tokenizer files"
+            )
 
     def tie_embeddings(self) -> None:
         """Make the LLM's input embedding and lm_head the very parameter `embed_tokens.weight`."""
@@ -159,7 +197,8 @@ class CanaryQwen(nn.Module):
             if self.tokenizer.pad_token_id is not None
             else self.eos_id,
         )
-        out = self.llm.generate(
+        # transformers' GenerationMixin self-type does not match Qwen3ForCausalLM's (a stub quirk).
+        out = self.llm.generate(  # pyright: ignore[reportAttributeAccessIssue]
             inputs_embeds=embeds, attention_mask=mask, generation_config=generation
         )
         assert isinstance(out, Tensor)
@@ -196,7 +235,24 @@ def _token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
 
 
 def load_tokenizer(directory: Path, audio_locator_tag: str) -> PreTrainedTokenizerBase:
-    """The Qwen tokenizer plus the audio placeholder, added as SALM adds it (id = old length)."""
+    """The LLM's tokenizer plus the audio placeholder, added as SALM adds it.
+
+    SALM appends the tag to the LLM's tokenizer as a new special token, so its id is the number of
+    tokens before it: 151669 for Qwen3 (151643 byte-level BPE tokens, then 26 added ones), the
+    embedding row Canary-Qwen-2.5B was trained to read as "audio here". A tokenizer that already
+    holds the tag somewhere else, or whose ids have gaps so the tag would land elsewhere, would send
+    the audio to another row; it raises `CheckpointError` instead.
+    """
     tokenizer = AutoTokenizer.from_pretrained(directory)
+    appended_id = len(tokenizer)
+    if audio_locator_tag in tokenizer.get_vocab():
+        appended_id -= 1  # saved with the tag already added: it must be the last token
     tokenizer.add_special_tokens({"additional_special_tokens": [audio_locator_tag]})
+    token_id = tokenizer.convert_tokens_to_ids(audio_locator_tag)
+    if token_id != appended_id:
+        raise weights.CheckpointError(
+            f"the tokenizer in {directory} gives {audio_locator_tag!r} the id {token_id}, but SALM "
+            f"appends it after the vocabulary, at id {appended_id}; the checkpoint's embedding row "
+            "for the audio placeholder would be the wrong one"
+        )
     return tokenizer

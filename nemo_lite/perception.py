@@ -23,7 +23,7 @@ class AudioPerceptionModule(nn.Module):
         if not target.endswith(IDENTITY_CONNECTOR):
             raise ValueError(f"unsupported modality adapter {target!r}: only IdentityConnector is")
         self.preprocessor = AudioPreprocessor(config.preprocessor)
-        self.encoder = FastConformerEncoder.from_config(config.encoder)
+        self.encoder = FastConformerEncoder(config.encoder)
         self.modality_adapter = nn.Identity()  # parameter-free pass-through
         if "d_model" in adapter and "output_dim" not in adapter:
             self.proj: nn.Module = nn.Linear(int(adapter["d_model"]), config.output_dim)

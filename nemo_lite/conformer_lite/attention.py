@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from nemo_lite.config import EncoderConfig
+
 INF_VAL = 10000.0  # NeMo fills masked scores with -INF_VAL, not -inf
 
 
@@ -19,8 +21,9 @@ def rel_shift(x: Tensor) -> Tensor:
 
 
 class RelPositionMultiHeadAttention(nn.Module):
-    def __init__(self, n_head: int, n_feat: int) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
+        n_feat, n_head = config.d_model, config.n_heads
         if n_feat % n_head:
             raise ValueError(f"d_model {n_feat} is not divisible by n_heads {n_head}")
         self.h = n_head

@@ -1,4 +1,4 @@
-"""FastConformer encoder with NeMo's `ConformerEncoder` parameter names and constructor keywords."""
+"""FastConformer encoder with NeMo's `ConformerEncoder` parameter names."""
 
 from __future__ import annotations
 
@@ -18,57 +18,19 @@ class FastConformerEncoder(nn.Module):
     configuration loads with `load_state_dict(strict=True)`.
     """
 
-    def __init__(
-        self,
-        *,
-        feat_in: int,
-        n_layers: int,
-        d_model: int,
-        n_heads: int = 8,
-        ff_expansion_factor: int = 4,
-        conv_kernel_size: int = 9,
-        subsampling_factor: int = 8,
-        subsampling_conv_channels: int = 256,
-        pos_emb_max_len: int = 5000,
-        xscaling: bool = True,
-        untie_biases: bool = True,
-    ) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
-        if not untie_biases:
-            raise ValueError("only untie_biases=True (per-layer pos_bias_u/v) is supported")
-        channels = subsampling_conv_channels if subsampling_conv_channels > 0 else d_model
-        self.d_model = d_model
-        self.pos_emb_max_len = (
-            pos_emb_max_len  # NeMo grows its table past this; so do we (no table)
-        )
-        self.pre_encode = ConvSubsampling(subsampling_factor, feat_in, d_model, channels)
-        self.pos_enc = RelPositionalEncoding(d_model, xscaling)
-        self.layers = nn.ModuleList(
-            ConformerLayer(d_model, d_model * ff_expansion_factor, n_heads, conv_kernel_size)
-            for _ in range(n_layers)
-        )
-
-    @classmethod
-    def from_config(cls, config: EncoderConfig) -> FastConformerEncoder:
         if config.subsampling != "dw_striding" or config.self_attention_model != "rel_pos":
             raise ValueError(
                 "only subsampling=dw_striding with self_attention_model=rel_pos is supported"
             )
         if config.conv_norm_type != "batch_norm" or config.feat_out not in (-1, config.d_model):
             raise ValueError("only conv_norm_type=batch_norm and feat_out=-1 are supported")
-        return cls(
-            feat_in=config.feat_in,
-            n_layers=config.n_layers,
-            d_model=config.d_model,
-            n_heads=config.n_heads,
-            ff_expansion_factor=config.ff_expansion_factor,
-            conv_kernel_size=config.conv_kernel_size,
-            subsampling_factor=config.subsampling_factor,
-            subsampling_conv_channels=config.subsampling_conv_channels,
-            pos_emb_max_len=config.pos_emb_max_len,
-            xscaling=config.xscaling,
-            untie_biases=config.untie_biases,
-        )
+        if not config.untie_biases:
+            raise ValueError("only untie_biases=True (per-layer pos_bias_u/v) is supported")
+        self.pre_encode = ConvSubsampling(config)
+        self.pos_enc = RelPositionalEncoding(config)
+        self.layers = nn.ModuleList(ConformerLayer(config) for _ in range(config.n_layers))
 
     def forward(self, mel: Tensor, mel_len: Tensor) -> tuple[Tensor, Tensor]:
         x, lengths = self.pre_encode(mel.transpose(1, 2), mel_len)

@@ -7,11 +7,14 @@ import math
 import torch
 from torch import Tensor, nn
 
+from nemo_lite.config import EncoderConfig
+
 
 def relative_sinusoids(length: int, d_model: int, device: torch.device | None = None) -> Tensor:
     """Sinusoids for relative positions length-1 .. -(length-1): (1, 2*length - 1, d_model).
 
-    Element-wise equal to the slice NeMo takes of its 5000-position table, so no table is kept.
+    Element-wise equal to the slice NeMo takes of its `pos_emb_max_len` table (which NeMo grows for
+    longer inputs), so no table and no length limit are kept.
     """
     positions = torch.arange(length - 1, -length, -1, dtype=torch.float32, device=device).unsqueeze(
         1
@@ -29,10 +32,10 @@ def relative_sinusoids(length: int, d_model: int, device: torch.device | None = 
 class RelPositionalEncoding(nn.Module):
     """Scales the input by sqrt(d_model) when `xscaling` is set and returns the position table."""
 
-    def __init__(self, d_model: int, xscaling: bool) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
-        self.d_model = d_model
-        self.xscale = math.sqrt(d_model) if xscaling else None
+        self.d_model = config.d_model
+        self.xscale = math.sqrt(config.d_model) if config.xscaling else None
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.xscale is not None:

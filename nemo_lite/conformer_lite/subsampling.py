@@ -12,6 +12,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from nemo_lite.config import EncoderConfig
+
 KERNEL = 3
 STRIDE = 2
 PADDING = 1
@@ -25,16 +27,15 @@ def subsampled_length(lengths: Tensor, factor: int) -> Tensor:
 
 
 class ConvSubsampling(nn.Module):
-    def __init__(
-        self, subsampling_factor: int, feat_in: int, feat_out: int, conv_channels: int
-    ) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
-        steps = int(math.log2(subsampling_factor))
-        if 2**steps != subsampling_factor or steps < 1:
-            raise ValueError(
-                f"subsampling_factor must be a power of 2 >= 2, got {subsampling_factor}"
-            )
-        self.subsampling_factor = subsampling_factor
+        factor = config.subsampling_factor
+        steps = int(math.log2(factor))
+        if 2**steps != factor or steps < 1:
+            raise ValueError(f"subsampling_factor must be a power of 2 >= 2, got {factor}")
+        # NeMo: a non-positive channel count means "as many as d_model".
+        channels = config.subsampling_conv_channels
+        conv_channels = channels if channels > 0 else config.d_model
         layers: list[nn.Module] = [
             nn.Conv2d(1, conv_channels, KERNEL, stride=STRIDE, padding=PADDING),
             nn.ReLU(),
@@ -48,13 +49,13 @@ class ConvSubsampling(nn.Module):
                 nn.ReLU(),
             ]
         self.conv = nn.Sequential(*layers)
-        freq = feat_in
+        freq = config.feat_in
         for _ in range(steps):
             freq = (freq + 2 * PADDING - KERNEL) // STRIDE + 1
-        self.out = nn.Linear(conv_channels * freq, feat_out)
+        self.out = nn.Linear(conv_channels * freq, config.d_model)
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, T, feat_in) -> (B, T', feat_out), T' = subsampled_length(T)."""
+        """x (B, T, feat_in) -> (B, T', d_model), T' = subsampled_length(T)."""
         h = x.unsqueeze(1)  # (B, 1, T, F)
         lengths = lengths.to(torch.long)
         for layer in self.conv:

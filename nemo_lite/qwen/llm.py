@@ -28,13 +28,23 @@ def build_llm(llm_config: dict[str, Any], lora: dict[str, Any]) -> PeftModel:
     return peft_model
 
 
-def qwen_model(llm: PeftModel) -> Qwen3ForCausalLM:
-    inner = llm.base_model.model
+def qwen_model(llm: PeftModel | Qwen3ForCausalLM) -> Qwen3ForCausalLM:
+    """The Qwen3ForCausalLM inside the peft wrapper (its LoRA layers in place), or itself once
+    the LoRA is merged."""
+    inner = llm if isinstance(llm, Qwen3ForCausalLM) else llm.base_model.model
     assert isinstance(inner, Qwen3ForCausalLM)
     return inner
 
 
-def rebuild_rotary(llm: PeftModel, device: torch.device) -> None:
+def merge_lora(llm: PeftModel) -> Qwen3ForCausalLM:
+    """Qwen3 with each LoRA folded into its base weight (W + alpha/r * B A) and the adapter gone:
+    one matmul per adapted projection instead of three, for serving a single fixed adapter."""
+    merged = llm.merge_and_unload()
+    assert isinstance(merged, Qwen3ForCausalLM)
+    return merged
+
+
+def rebuild_rotary(llm: PeftModel | Qwen3ForCausalLM, device: torch.device) -> None:
     """Recompute RoPE frequencies: non-persistent buffers are not in the checkpoint."""
     inner = qwen_model(llm)
     with torch.device(device):

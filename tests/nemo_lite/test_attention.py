@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from nemo_lite.config import EncoderConfig
 from nemo_lite.conformer_lite.attention import RelPositionMultiHeadAttention
 from nemo_lite.conformer_lite.pos_encoding import RelPositionalEncoding, relative_sinusoids
 
@@ -50,7 +51,7 @@ def direct_attention(
 
 def test_matches_direct_formula_with_padding() -> None:
     torch.manual_seed(0)
-    attn = RelPositionMultiHeadAttention(n_head=2, n_feat=8).double()
+    attn = RelPositionMultiHeadAttention(EncoderConfig(d_model=8, n_heads=2)).double()
     with torch.no_grad():
         attn.pos_bias_u.normal_()
         attn.pos_bias_v.normal_()
@@ -76,7 +77,7 @@ def test_position_table_order_and_xscaling() -> None:
             table[0, index].double(), sinusoid(position, 6), atol=1e-6, rtol=0
         )
     x = torch.ones(1, 5, 16)
-    scaled, _ = RelPositionalEncoding(16, xscaling=True)(x)
-    plain, _ = RelPositionalEncoding(16, xscaling=False)(x)
+    scaled, _ = RelPositionalEncoding(EncoderConfig(d_model=16, xscaling=True))(x)
+    plain, _ = RelPositionalEncoding(EncoderConfig(d_model=16, xscaling=False))(x)
     assert torch.equal(scaled, x * 4.0)
     assert torch.equal(plain, x)

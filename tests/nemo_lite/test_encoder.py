@@ -1,28 +1,28 @@
-"""FastConformer encoder: NeMo's names and keywords, shapes, lengths, padding invariance."""
+"""FastConformer encoder: NeMo's names, config checks, shapes, lengths, padding invariance."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 import torch
 
 from nemo_lite import FastConformerEncoder
+from nemo_lite.config import EncoderConfig
 from nemo_lite.conformer_lite.modules import ConformerLayer
 
 
 def _encoder(xscaling: bool = True) -> FastConformerEncoder:
     torch.manual_seed(0)
-    encoder = FastConformerEncoder(
+    config = EncoderConfig(
         feat_in=128,
         n_layers=2,
         d_model=16,
         n_heads=2,
-        ff_expansion_factor=4,
-        conv_kernel_size=9,
-        subsampling_factor=8,
         subsampling_conv_channels=4,
-        pos_emb_max_len=5000,
         xscaling=xscaling,
-        untie_biases=True,
     )
+    encoder = FastConformerEncoder(config)
     with torch.no_grad():
         for layer in encoder.layers:
             assert isinstance(layer, ConformerLayer)
@@ -78,3 +78,17 @@ def test_xscaling_changes_the_output() -> None:
     plain.load_state_dict(scaled.state_dict(), strict=True)
     with torch.no_grad():
         assert not torch.allclose(scaled(mel, lengths)[0], plain(mel, lengths)[0])
+
+
+def test_rejects_unsupported_configurations() -> None:
+    for change, message in (
+        ({"subsampling": "striding"}, "dw_striding"),
+        ({"self_attention_model": "abs_pos"}, "rel_pos"),
+        ({"conv_norm_type": "layer_norm"}, "batch_norm"),
+        ({"untie_biases": False}, "untie_biases"),
+        ({"subsampling_factor": 6}, "power of 2"),
+        ({"d_model": 15}, "divisible"),
+    ):
+        config = EncoderConfig(feat_in=80, n_layers=1, d_model=16, n_heads=2)
+        with pytest.raises(ValueError, match=message):
+            FastConformerEncoder(dataclasses.replace(config, **change))

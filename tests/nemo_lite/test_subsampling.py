@@ -8,7 +8,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nemo_lite.config import EncoderConfig
 from nemo_lite.conformer_lite.subsampling import ConvSubsampling, subsampled_length
+
+CONFIG = EncoderConfig(feat_in=128, d_model=16, subsampling_factor=8, subsampling_conv_channels=4)
 
 
 def nemo_calc_length(length: int, repeat: int = 3) -> int:
@@ -28,7 +31,7 @@ def test_lengths_match_nemo_formula(lengths: list[int]) -> None:
 
 def test_module_output_shape_and_lengths() -> None:
     torch.manual_seed(0)
-    sub = ConvSubsampling(subsampling_factor=8, feat_in=128, feat_out=16, conv_channels=4)
+    sub = ConvSubsampling(CONFIG)
     assert sub.out.in_features == 4 * 16
     lengths = torch.tensor([101, 57, 8, 1])
     y, out_len = sub(torch.randn(4, 101, 128), lengths)
@@ -38,7 +41,7 @@ def test_module_output_shape_and_lengths() -> None:
 
 def test_padding_does_not_leak_into_valid_frames() -> None:
     torch.manual_seed(1)
-    sub = ConvSubsampling(subsampling_factor=8, feat_in=128, feat_out=16, conv_channels=4)
+    sub = ConvSubsampling(CONFIG)
     x = torch.randn(1, 61, 128)
     padded = torch.cat([x, 100 * torch.randn(1, 40, 128)], dim=1)  # garbage past the length
     alone, n = sub(x, torch.tensor([61]))

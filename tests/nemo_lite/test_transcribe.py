@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from peft import PeftModel
 
 from nemo_lite import CanaryQwen
 from nemo_lite.model import max_new_tokens
@@ -69,10 +70,14 @@ def test_splice_lengths_and_left_padding(tiny_model: CanaryQwen) -> None:
     assert torch.equal(embeds[1, 9 : 9 + len(tiny_model.prompt_before)], before)
 
 
-def test_budget_grows_with_duration(tiny_model: CanaryQwen) -> None:
-    short, long = _clips(6, [4000, 32000])
-    assert len(tiny_model.generate_ids([short])[0]) < len(tiny_model.generate_ids([long])[0])
-    assert max_new_tokens(16000 * 40, 16000) < 400
+def test_budget_is_nemos_128_tokens_then_grows_with_duration(tiny_model: CanaryQwen) -> None:
+    assert [max_new_tokens(n, 16000) for n in (0, 1600, 16000 * 14)] == [128, 128, 128]
+    assert max_new_tokens(16000 * 15, 16000) == 15 * 8 + 16
+    assert max_new_tokens(16000 * 40, 16000) == 40 * 8 + 16
+    # Random weights never emit <|im_end|>, so each clip runs to its budget.
+    short, long = _clips(6, [4000, 16000 * 16])
+    assert len(tiny_model.generate_ids([short])[0]) == 128
+    assert len(tiny_model.generate_ids([long])[0]) == 16 * 8 + 16
 
 
 def test_cli_transcribes_wav_files(tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -137,3 +142,26 @@ def test_bfloat16_on_cpu_runs_with_float32_features(tiny_checkpoint: Path) -> No
 def test_rejects_multichannel_arrays(tiny_model: CanaryQwen) -> None:
     with pytest.raises(ValueError, match="mono"):
         tiny_model.transcribe([np.zeros((2, 1600), dtype=np.float32)])
+
+
+def test_merged_lora_equals_the_adapter(tiny_checkpoint: Path, tiny_model: CanaryQwen) -> None:
+    merged = CanaryQwen.from_pretrained(tiny_checkpoint, merge_lora=True)
+    assert not any("lora_" in name for name, _ in merged.named_parameters())
+    assert merged.llm.lm_head.weight is merged.embed_tokens.weight  # pyright: ignore[reportAttributeAccessIssue]
+    clips = _clips(11, [16000, 7000])
+    audio = torch.zeros(2, 16000)
+    for i, clip in enumerate(clips):
+        audio[i, : len(clip)] = torch.from_numpy(clip)
+    lengths = torch.tensor([16000, 7000])
+    with torch.inference_mode():
+        embeds, mask = tiny_model.prompt_embeddings(audio, lengths)
+        want = tiny_model.llm(inputs_embeds=embeds, attention_mask=mask).logits
+        got = merged.llm(inputs_embeds=embeds, attention_mask=mask).logits
+    assert want.abs().max() > 1.0
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)  # fp32 rounding of W + s*B*A
+    # The adapter matters: without it the logits move far more than that.
+    assert isinstance(tiny_model.llm, PeftModel)
+    with torch.inference_mode(), tiny_model.llm.disable_adapter():
+        plain = tiny_model.llm(inputs_embeds=embeds, attention_mask=mask).logits
+    assert (plain - want).abs().max() > 1e-2
+    assert merged.generate_ids(clips) == tiny_model.generate_ids(clips)

@@ -41,7 +41,7 @@ def test_encoder_matches_nemo(case: str) -> None:
     config = CASES[case]
     torch.manual_seed(0)
     nemo = randomize_(ConformerEncoder(**config), seed=1).eval()
-    lite = FastConformerEncoder.from_config(EncoderConfig.from_dict(config)).eval()
+    lite = FastConformerEncoder(EncoderConfig.from_dict(config)).eval()
     lite.load_state_dict(nemo.state_dict(), strict=True)
 
     lengths = torch.tensor([300, 301, 177, 64, 9])

@@ -33,27 +33,33 @@ _CORPUS = [
 ]
 
 
-def tiny_salm_config() -> dict[str, Any]:
+def tiny_salm_config(mid: bool = False) -> dict[str, Any]:
+    """Tiny sizes, or with `mid` sizes where batching effects (padding, cache joins) show."""
     config = copy.deepcopy(CANARY_QWEN_2_5B)
-    config["lora"].update(r=4, lora_alpha=8)
+    config["lora"].update(r=8 if mid else 4, lora_alpha=16 if mid else 8)
     perception = config["perception"]
-    perception["output_dim"] = 32
+    d_model = 64 if mid else 16
+    perception["output_dim"] = 128 if mid else 32
     perception["encoder"].update(
-        n_layers=2, d_model=16, n_heads=2, subsampling_conv_channels=4, conv_kernel_size=9
+        n_layers=2,
+        d_model=d_model,
+        n_heads=4 if mid else 2,
+        subsampling_conv_channels=16 if mid else 4,
+        conv_kernel_size=9,
     )
-    perception["modality_adapter"]["d_model"] = 16
+    perception["modality_adapter"]["d_model"] = d_model
     return config
 
 
-def tiny_qwen3_config() -> dict[str, Any]:
+def tiny_qwen3_config(mid: bool = False) -> dict[str, Any]:
     return {
         **QWEN3_1_7B,
-        "head_dim": 8,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "max_window_layers": 2,
+        "head_dim": 32 if mid else 8,
+        "hidden_size": 128 if mid else 32,
+        "intermediate_size": 384 if mid else 64,
+        "max_window_layers": 4 if mid else 2,
         "num_attention_heads": 4,
-        "num_hidden_layers": 2,
+        "num_hidden_layers": 4 if mid else 2,
         "num_key_value_heads": 2,
         "vocab_size": TINY_VOCAB,
         "bos_token_id": None,
@@ -106,12 +112,13 @@ def _randomize(model: CanaryQwen) -> None:
                 tensor.normal_(0.0, 0.1)
 
 
-def write_tiny_checkpoint(directory: Path, *, seed: int = 0) -> Path:
-    """Write a tiny random Canary-Qwen checkpoint into `directory` (made if needed), return it."""
+def write_tiny_checkpoint(directory: Path, *, seed: int = 0, mid: bool = False) -> Path:
+    """Write a tiny (or, with `mid`, mid-size) random Canary-Qwen checkpoint into `directory`
+    (made if needed), return it."""
     directory.mkdir(parents=True, exist_ok=True)
     write_tiny_tokenizer(directory)
-    config = tiny_salm_config()
-    llm_config = tiny_qwen3_config()
+    config = tiny_salm_config(mid)
+    llm_config = tiny_qwen3_config(mid)
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     (directory / "llm_backbone").mkdir(exist_ok=True)
     (directory / "llm_backbone" / "config.json").write_text(json.dumps(llm_config, indent=2))

@@ -38,6 +38,23 @@ def test_engine_transcribes_a_batch(tiny_checkpoint: Path) -> None:
     assert all(isinstance(t, str) for t in texts)
 
 
+def test_engine_decodes_step_by_step(tiny_checkpoint: Path) -> None:
+    engine = CanaryQwenEngine(str(tiny_checkpoint), device="cpu")
+    rng = np.random.default_rng(1)
+    clips = [rng.normal(0, 0.1, n).astype(np.float32) for n in (24000, 4000, 9000)]
+    engine.admit([(10, clips[0]), (11, clips[1])])
+    assert engine.active == 2
+    texts: dict[int, str] = dict(engine.step())
+    engine.admit([(12, clips[2])])
+    engine.abort(11)
+    assert engine.active == 2
+    while engine.active:
+        texts.update(engine.step())
+    assert set(texts) == {10, 12}
+    assert [texts[10], texts[12]] == engine.transcribe([clips[0], clips[2]])
+    assert engine.step() == []
+
+
 async def test_server_streams_with_the_tiny_checkpoint(tiny_checkpoint: Path) -> None:
     speech = make_recording(("Open the window please.", "Then close the door."), (0.5, 2.0))
     command = [STT_SERVER, "--engine", "canary-qwen", "--model", str(tiny_checkpoint)]
