@@ -5,7 +5,8 @@ is cut into 30 s windows of log-mel features (the only input length Whisper was 
 windows of all clips are stacked, encoded together and decoded together with beam search. The
 decoding rules are faster-whisper's `WhisperModel.transcribe` defaults, so a clip gives the text
 it gives alone: temperature fallback for repetitive or improbable windows, and a window that
-looks like silence (high no-speech probability, low log probability) gives no text.
+looks like silence (high no-speech probability, low log probability) gives no text. Windows of
+near-digital silence are not decoded at all.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
 
 # The encoder sees exactly 30 s: 3000 log-mel frames of 10 ms (1500 positions after its stride).
 WINDOW_FRAMES = 3000
+HOP_SAMPLES = 160  # one frame at 16 kHz
+WINDOW_SAMPLES = WINDOW_FRAMES * HOP_SAMPLES
+# A window whose peak is below -60 dBFS is not decoded: Whisper says "you" for several seconds of
+# digital silence with a log probability too high for the no-speech rule below to drop it.
+SILENCE_PEAK = 1e-3
 # Decoder positions; the prompt and the generated tokens share them.
 MAX_LENGTH = 448
 
@@ -155,7 +161,8 @@ class WhisperEngine:
         return [" ".join(parts) for parts in texts]
 
     def _windows(self, audio: Audio) -> list[npt.NDArray[np.float32]]:
-        """The clip's log-mel features cut into 30 s windows, the last one zero-padded.
+        """The clip's log-mel features cut into 30 s windows, the last one zero-padded; silent
+        windows are left out.
 
         Features are computed over the whole clip (their level is normalised to its loudest
         frame) and the extractor's final frame is dropped, as faster-whisper does.
@@ -163,6 +170,9 @@ class WhisperEngine:
         features = self._whisper.feature_extractor(audio)[:, :-1]  # (n_mels, frames)
         windows: list[npt.NDArray[np.float32]] = []
         for start in range(0, features.shape[1], WINDOW_FRAMES):
+            samples = audio[start * HOP_SAMPLES : start * HOP_SAMPLES + WINDOW_SAMPLES]
+            if samples.size == 0 or float(np.max(np.abs(samples))) < SILENCE_PEAK:
+                continue
             window = features[:, start : start + WINDOW_FRAMES]
             padding = WINDOW_FRAMES - window.shape[1]
             windows.append(np.pad(window, ((0, 0), (0, padding))).astype(np.float32))
