@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
-from stt_server.engines import EngineLoadError, load_engine
-from stt_server.engines.whisper import WhisperEngine
+from stt_server.engines import EngineLoadError, load_engine, whisper
+from stt_server.engines.whisper import WhisperEngine, _Decode, choose, compression_ratio
 from stt_server.engines.whisper_assets import assemble, main
 from tests.stt_server.speech import Recording, word_error_rate
+
+RATE = 16000
 
 
 def test_assembled_directory_matches_the_parts(whisper_model_dir: Path) -> None:
@@ -58,3 +62,152 @@ def test_missing_model_directory_is_a_load_error(tmp_path: Path) -> None:
         load_engine("whisper", str(tmp_path), "cpu")
     with pytest.raises(EngineLoadError, match="unknown engine"):
         load_engine("kaldi", None, "cpu")
+
+
+def sentence(recording: Recording, index: int) -> npt.NDArray[np.float32]:
+    start, end = recording.spans[index]
+    return recording.audio[int(start * RATE) : int(end * RATE)]
+
+
+@pytest.fixture(scope="module")
+def mixed(recording: Recording) -> list[npt.NDArray[np.float32]]:
+    """Clips of 1.5 s to 24 s in no particular order: sentences, a two-sentence turn, the whole
+    recording, and half a second of silence."""
+    (first_start, _), (_, second_end) = recording.spans[:2]
+    turn = recording.audio[int(first_start * RATE) : int(second_end * RATE)]
+    return [
+        sentence(recording, 3),
+        recording.audio,
+        sentence(recording, 0),
+        np.zeros(RATE // 2, np.float32),
+        turn,
+        sentence(recording, 4),
+    ]
+
+
+def check_mixed_texts(recording: Recording, texts: list[str]) -> None:
+    first, second, *_ = recording.sentences
+    assert word_error_rate(recording.sentences[3], texts[0]) <= 0.25
+    assert word_error_rate(recording.text, texts[1]) <= 0.1
+    assert word_error_rate(recording.sentences[0], texts[2]) <= 0.25
+    assert texts[3] == ""
+    assert word_error_rate(f"{first} {second}", texts[4]) <= 0.25
+    assert word_error_rate(recording.sentences[4], texts[5]) <= 0.25
+
+
+@pytest.fixture(scope="module")
+def mixed_texts(whisper_engine: WhisperEngine, mixed: list[npt.NDArray[np.float32]]) -> list[str]:
+    return whisper_engine.transcribe(mixed)
+
+
+def test_batch_gives_the_texts_each_clip_gives_alone(
+    whisper_engine: WhisperEngine,
+    recording: Recording,
+    mixed: list[npt.NDArray[np.float32]],
+    mixed_texts: list[str],
+) -> None:
+    batched = mixed_texts
+    check_mixed_texts(recording, batched)
+    # Equal, not merely close: CTranslate2 encodes a window to the same floats alone or in a
+    # batch, and every window has the same prompt, so the batched beam search pads nothing.
+    assert batched == [whisper_engine.transcribe([clip])[0] for clip in mixed]
+
+
+def test_batch_gives_the_texts_of_faster_whispers_own_transcribe(
+    whisper_engine: WhisperEngine, mixed: list[npt.NDArray[np.float32]], mixed_texts: list[str]
+) -> None:
+    assert mixed_texts == whisper_engine._transcribe_per_clip(mixed)
+
+
+def test_empty_and_very_short_clips_give_no_text_and_keep_their_place(
+    whisper_engine: WhisperEngine, recording: Recording
+) -> None:
+    speech = sentence(recording, 0)
+    batch = [
+        np.zeros(0, np.float32),
+        speech,
+        np.zeros(1, np.float32),
+        np.zeros(100, np.float32),  # under one 10 ms frame
+        speech[RATE // 2 : RATE // 2 + 800],  # 50 ms of a word
+        np.zeros(RATE, np.float32),
+    ]
+    texts = whisper_engine.transcribe(batch)
+    assert len(texts) == len(batch)
+    assert texts[0] == texts[2] == texts[3] == texts[5] == ""
+    assert word_error_rate(recording.sentences[0], texts[1]) <= 0.25
+    # Whatever Whisper makes of 50 ms of speech, it is what the per-clip path made of it.
+    assert texts[4] == whisper_engine._transcribe_per_clip([batch[4]])[0]
+
+
+def test_long_digital_silence_gives_no_text(whisper_engine: WhisperEngine) -> None:
+    # The per-clip path said "you" for these: no-speech 0.74 but log probability -0.87.
+    silences = [np.zeros(10 * RATE, np.float32), np.full(25 * RATE, 1e-4, np.float32)]
+    assert whisper_engine.transcribe(silences) == ["", ""]
+
+
+def test_clip_over_30_seconds_is_transcribed_in_30_second_windows(
+    whisper_engine: WhisperEngine, recording: Recording
+) -> None:
+    long = np.concatenate([recording.audio, recording.audio])
+    assert long.size > 30 * RATE
+    short = sentence(recording, 1)
+    texts = whisper_engine.transcribe([short, long])
+    assert word_error_rate(recording.sentences[1], texts[0]) <= 0.25
+    # The 30 s cut falls inside a sentence; a word or two there may be lost or garbled.
+    assert word_error_rate(f"{recording.text} {recording.text}", texts[1]) <= 0.15
+    assert texts == whisper_engine._transcribe_per_clip([short, long])
+
+
+class RecordingGenerate:
+    """Stands in for the CTranslate2 model and notes each `generate` call's batch size and
+    sampling temperature (None for beam search)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.calls: list[tuple[int, float | None]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def generate(self, features: Any, prompts: list[list[int]], **options: Any) -> Any:
+        self.calls.append((len(prompts), options.get("sampling_temperature")))
+        return self.model.generate(features, prompts, **options)
+
+
+def test_windows_that_fail_the_checks_are_decoded_again_at_rising_temperatures(
+    whisper_engine: WhisperEngine, recording: Recording, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a log-probability bar of 0 every spoken window fails, so all of them go through every
+    # temperature; the silent one never does. Two low temperatures keep the sampling short.
+    monkeypatch.setattr(whisper, "LOG_PROB_THRESHOLD", 0.0)
+    monkeypatch.setattr(whisper, "FALLBACK_TEMPERATURES", (0.2, 0.4))
+    spy = RecordingGenerate(whisper_engine._whisper.model)
+    monkeypatch.setattr(whisper_engine._whisper, "model", spy)
+    batch = [sentence(recording, 0), np.full(RATE, 0.02, np.float32), sentence(recording, 3)]
+    texts = whisper_engine.transcribe(batch)
+    assert spy.calls == [(3, None), (2, 0.2), (2, 0.4)]
+    # The most probable of the three decodes is kept: still the sentence.
+    assert word_error_rate(recording.sentences[0], texts[0]) <= 0.25
+    assert texts[1] == ""
+    assert word_error_rate(recording.sentences[3], texts[2]) <= 0.25
+
+
+def test_compression_ratio_flags_a_decoder_loop() -> None:
+    assert compression_ratio("") == 0.0
+    assert compression_ratio("Please call Stella and ask her to bring these things.") < 2.4
+    assert compression_ratio("I'm going to go. " * 20) > 2.4
+
+
+def test_choose_keeps_the_first_decode_that_passes_else_the_most_probable_varied_one() -> None:
+    good = _Decode("fine", avg_logprob=-0.3, no_speech_prob=0.1, compression_ratio=1.0)
+    improbable = _Decode("meh", avg_logprob=-1.5, no_speech_prob=0.1, compression_ratio=1.0)
+    looping = _Decode("la la", avg_logprob=-0.2, no_speech_prob=0.1, compression_ratio=3.0)
+    worse = _Decode("bah", avg_logprob=-2.0, no_speech_prob=0.1, compression_ratio=1.0)
+    assert choose([improbable, good]) is good
+    assert choose([looping, improbable, worse]) is improbable
+    assert choose([looping]) is looping
+    silence = _Decode("you", avg_logprob=-1.5, no_speech_prob=0.9, compression_ratio=1.0)
+    assert not silence.needs_fallback
+    assert silence.silent
+    assert looping.needs_fallback
+    assert not looping.silent
