@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from stt_server import metrics
 from stt_server.pipeline import DEFAULT_QUEUE_SIZE, Stage
 from stt_server.stages.asr import AsrOutput, Transcript, record_final
 
@@ -20,4 +21,6 @@ class SinkStage(Stage[AsrOutput, None]):
         await self._send(item)
         if isinstance(item, Transcript):
             self.sent += 1
+            kind = "final" if item.is_final else "interim" if item.interim else "tentative"
+            metrics.SEGMENTS.labels(kind).inc()
             record_final(item)
