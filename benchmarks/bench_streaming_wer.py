@@ -100,7 +100,7 @@ def main() -> int:
     latencies: list[float] = []
     session_wers: list[float] = []
     started = time.monotonic()
-    command = [sys.executable, "-m", "stt_server.cli", "--engine", "whisper"]
+    command = [sys.executable, "-m", "stt_server", "--engine", "whisper"]
     with server_process(*command, "--model", str(model_dir)) as address:
         for recording in recordings:
             texts = asyncio.run(stream_many(address, recording, not args.fast, args.sessions))
