@@ -63,7 +63,8 @@ def load_utterances(folder: Path = REAL_SPEECH) -> list[Utterance]:
     model = SileroModel()
     utterances = []
     for name in sorted(refs):
-        audio, rate = soundfile.read(folder / name, dtype="float32")
+        data, rate = soundfile.read(folder / name, dtype="float32")
+        audio = np.asarray(data, dtype=np.float32)
         if rate != SAMPLE_RATE or audio.ndim != 1:
             raise ValueError(f"{name}: expected 16 kHz mono")
         start, end = speech_span(audio, model)
