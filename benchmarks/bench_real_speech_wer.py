@@ -127,9 +127,12 @@ def main() -> int:
     parser.add_argument("--large-gaps", nargs="+", type=float)
     parser.add_argument("--small-gap", type=float, default=0.3)
     parser.add_argument("--query", default="", help="extra session settings (a=1&b=2)")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N recordings")
     args = parser.parse_args()
 
     utterances = load_utterances()
+    if args.limit:
+        utterances = utterances[: args.limit]
     refs = [u.reference for u in utterances]
     model_dir = assemble(REPO / "models" / "whisper-base")
     command = [sys.executable, "-m", "stt_server", "--engine", "whisper", "--model", str(model_dir)]
