@@ -140,7 +140,7 @@ def main() -> None:
     port = free_port()
     url = f"ws://127.0.0.1:{port}/ws/transcribe"
     command = [
-        *(sys.executable, "-m", "stt_server.cli", "--engine", "fixed-cost"),
+        *(sys.executable, "-m", "stt_server", "--engine", "fixed-cost"),
         *("--model", args.cost, "--device", "cpu", "--max-batch-size", str(args.max_batch_size)),
         *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
         *("--max-sessions", str(max(args.levels) + 10)),  # the default 100 would refuse some
