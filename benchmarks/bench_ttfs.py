@@ -73,6 +73,8 @@ SETTINGS: dict[str, tuple[str, float | None]] = {
     "interims": ("speculate=true&interimInterval=1.0", None),
     "flush300": ("speculate=true&interimInterval=1.0", 0.3),
     "flush200": ("speculate=true&interimInterval=1.0", 0.2),
+    # the same without interims: what an interim decode in flight costs the final
+    "flush200-no-interims": ("speculate=true&interimInterval=0", 0.2),
 }
 
 
