@@ -283,16 +283,22 @@ def report_arrivals(model: CanaryQwen, args: argparse.Namespace, device: torch.d
         f"max batch {args.max_batch}, decode forced to {args.tokens_per_second:g} tokens/s"
     )
     print()
-    print("| path | p50 latency s | p99 latency s | mean latency s | audio s per s | makespan s |")
-    print("|---|---:|---:|---:|---:|---:|")
+    memory = "peak GPU MiB" if device.type == "cuda" else "peak RSS MiB"
+    print(
+        "| path | p50 latency s | p99 latency s | mean latency s | audio s per s | makespan s "
+        f"| {memory} |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, serve in (("whole-batch", serve_whole_batches), ("step-level", serve_step_level)):
         serve(model, warm, args.tokens_per_second, args.max_batch)  # warm-up
+        reset_peak(device)
         done = serve(model, trace, args.tokens_per_second, args.max_batch)
         latency = np.array([done[a.request_id] - a.at for a in trace])
         makespan = max(done.values()) - trace[0].at
         print(
             f"| {name} | {np.percentile(latency, 50):.2f} | {np.percentile(latency, 99):.2f} "
-            f"| {latency.mean():.2f} | {audio_s / makespan:.2f} | {makespan:.1f} |",
+            f"| {latency.mean():.2f} | {audio_s / makespan:.2f} | {makespan:.1f} "
+            f"| {peak_mib(device):.0f} |",
             flush=True,
         )
 
