@@ -46,6 +46,7 @@
     "httpx"
     "selenium"
     "kubernetes-validate"
+    "openai"
   ];
 
   # In the test extra but not packaged in nixpkgs (or, for ruff, basedpyright and maturin, taken
@@ -54,5 +55,11 @@
     "ruff"
     "basedpyright"
     "maturin"
+    # The Deepgram/OpenAI client SDKs the dialect tests drive (pinned exactly in pyproject.toml).
+    "deepgram-sdk"
+    "pipecat-ai"
+    "livekit-agents"
+    "livekit-plugins-deepgram"
+    "livekit-plugins-openai"
   ];
 }
