@@ -254,7 +254,8 @@ def open_deepgram(
     (INVALID_CONFIG) names the parameter it refuses."""
     _check_refusals(query)
     sample_rate = _integer(query, "sample_rate")
-    channels = _integer(query, "channels") or 1
+    channels = _integer(query, "channels")
+    channels = 1 if channels is None else channels
     interim_results = _flag(query, "interim_results")
     floor = max(MIN_ENDPOINTING, defaults.small_gap + WINDOW_SECONDS)
     overrides: dict[str, object] = {"sample_rate": sample_rate, "channels": channels}

@@ -119,6 +119,7 @@ def test_format_and_interims() -> None:
         ("encoding=linear16&sample_rate=fast", "sample_rate must be an integer"),
         ("encoding=linear16&sample_rate=96000", "sample_rate"),
         (f"{BASE}&channels=9", "channels"),
+        (f"{BASE}&channels=0", "channels"),
         (f"{BASE}&interim_results=maybe", "interim_results must be true or false"),
         (f"{BASE}&endpointing=-5", "endpointing must not be negative"),
         (f"{BASE}&endpointing=soon", "endpointing must be a number"),
