@@ -265,12 +265,8 @@ def open_deepgram(
         overrides["interim_interval"] = 0.0
     try:
         settings = SessionSettings.model_validate({**defaults.model_dump(), **overrides})
-    except ValidationError as exc:
-        names = {"sampleRate": "sample_rate", "channels": "channels", "largeGap": "endpointing"}
-        message = describe(exc)
-        for alias, name in names.items():
-            message = message.replace(alias, name)
-        raise _invalid(f"invalid parameters: {message}") from exc
+    except ValidationError as exc:  # validated by field name: sample_rate, channels
+        raise _invalid(f"invalid parameters: {describe(exc)}") from exc
     options = Options(
         model=query.get("model", "stt-server"),
         interim_results=interim_results,
