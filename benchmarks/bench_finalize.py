@@ -161,7 +161,7 @@ def main() -> int:
 
     utterances = load(args.limit)
     model_dir = assemble(REPO / "models" / "whisper-base")
-    command = [sys.executable, "-m", "stt_server.cli", "--engine", "whisper"]
+    command = [sys.executable, "-m", "stt_server", "--engine", "whisper"]
     results: dict[str, list[tuple[float, str]]] = {m.label: [] for m in MODES}
     started = time.monotonic()
     with server_process(*command, "--model", str(model_dir)) as address:
