@@ -6,14 +6,16 @@ frames at real-time pace, one session per utterance, in three ways:
 
 - `/v1/listen` (Deepgram dialect), `{"type": "Finalize"}` sent 300 ms after the end of speech;
 - `/ws/transcribe`, `{"type": "flush"}` sent 300 ms after the end of speech;
-- `/ws/transcribe` without any flush: the turn ends after the server's large gap (1.5 s).
+- `/ws/transcribe` without any flush: the turn ends after the server's large gap (1.5 s);
+- with `--with-interims`, also `/v1/listen` with `interim_results=true`: /ws/transcribe decodes
+  interims every second of speech by default, /v1/listen only when asked, as Deepgram does.
 
 Latency = arrival of the turn's final − the moment the end-of-speech sample was sent (frames go
 out on a fixed real-time schedule). End of speech per file: the end of the last segment Silero
 VAD (the silero-vad package, whole file, threshold 0.5, no padding) finds. After the file's
 audio, silence is streamed until the final arrives. Prints numbers; asserts nothing.
 
-    .venv/bin/python benchmarks/bench_finalize.py [--limit N]
+    .venv/bin/python benchmarks/bench_finalize.py [--limit N] [--with-interims]
 """
 
 from __future__ import annotations
@@ -71,6 +73,15 @@ MODES = [
     Mode(
         "/v1/listen, Finalize at +300 ms",
         "/v1/listen?encoding=linear16&sample_rate=16000&punctuate=true",
+        json.dumps({"type": "Finalize"}),
+        lambda m: m["channel"]["alternatives"][0]["transcript"],
+        lambda m: m.get("type") == "Results" and bool(m.get("is_final")),
+    ),
+    # Same as the first, with interims: /ws/transcribe decodes interims by default, and on a
+    # small CPU those decodes compete with the final's (see --with-interims).
+    Mode(
+        "/v1/listen + interim_results, Finalize at +300 ms",
+        "/v1/listen?encoding=linear16&sample_rate=16000&punctuate=true&interim_results=true",
         json.dumps({"type": "Finalize"}),
         lambda m: m["channel"]["alternatives"][0]["transcript"],
         lambda m: m.get("type") == "Results" and bool(m.get("is_final")),
@@ -157,18 +168,24 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--limit", type=int, default=None, help="only the first N utterances")
+    parser.add_argument(
+        "--with-interims",
+        action="store_true",
+        help="also /v1/listen with interim_results=true (like /ws/transcribe's default)",
+    )
     args = parser.parse_args()
+    modes = [m for m in MODES if args.with_interims or "interim_results" not in m.label]
 
     utterances = load(args.limit)
     model_dir = assemble(REPO / "models" / "whisper-base")
     command = [sys.executable, "-m", "stt_server", "--engine", "whisper"]
-    results: dict[str, list[tuple[float, str]]] = {m.label: [] for m in MODES}
+    results: dict[str, list[tuple[float, str]]] = {m.label: [] for m in modes}
     started = time.monotonic()
     with server_process(*command, "--model", str(model_dir)) as address:
         # Interleaved (mode after mode per utterance), so a load change on the machine
         # touches all three alike.
         for utterance in utterances:
-            for mode in MODES:
+            for mode in modes:
                 results[mode.label].append(asyncio.run(one(address, mode, utterance)))
     elapsed = time.monotonic() - started
 
