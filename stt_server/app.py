@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stt_server import metrics
 from stt_server.access import TOKEN_SUBPROTOCOL, access_error, authorized, offered_keys
 from stt_server.admission import Sessions
+from stt_server.dialects import deepgram
 from stt_server.dialects.native import NativeDialect
 from stt_server.engines import Engine
 from stt_server.errors import ErrorCode, ProtocolError, close_code
@@ -39,6 +40,10 @@ ACCESS_PARAMS = frozenset({"token"})
 # `ProtocolError` refuses the session.
 OpenDialect = Callable[[Mapping[str, str], SessionSettings], tuple[SessionSettings, Dialect]]
 FormatError = Callable[[ErrorResponse], str]
+# A refused handshake as an HTTP response (see `Server.stream`).
+Refuse = Callable[[ErrorResponse], Response]
+# The ASGI extension that lets a WebSocket endpoint answer the handshake with an HTTP response.
+DENIAL_EXTENSION = "websocket.http.response"
 
 
 @dataclass
@@ -51,19 +56,20 @@ class Server:
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     async def stream(
-        self, websocket: WebSocket, open_dialect: OpenDialect, format_error: FormatError
+        self,
+        websocket: WebSocket,
+        open_dialect: OpenDialect,
+        format_error: FormatError,
+        refuse: Refuse | None = None,
     ) -> None:
         """Accept a WebSocket and run one session on it, or refuse it with an error message.
 
         Accept first, then refuse: a browser cannot see why a handshake failed (only 1006), but
-        it can read a message and a close code.
+        it can read a message and a close code. With `refuse`, a refusal is that HTTP response
+        instead (where the ASGI server can send one), for SDKs that retry a session that closes
+        but give up on a 4xx at the handshake.
         """
         headers = websocket.headers
-        offered = [p.strip().lower() for p in headers.get("sec-websocket-protocol", "").split(",")]
-        await websocket.accept(
-            subprotocol=TOKEN_SUBPROTOCOL if TOKEN_SUBPROTOCOL in offered else None
-        )
-        channel = ClientChannel(websocket, self.settings.send_timeout)
         query = {k: v for k, v in websocket.query_params.items() if k not in ACCESS_PARAMS}
         runtime = self.runtime
         try:
@@ -83,9 +89,17 @@ class Server:
             session_settings, dialect = open_dialect(query, self.settings.session)
         except ProtocolError as exc:
             metrics.SESSIONS_REFUSED.labels(exc.code.value).inc()
-            await channel.send(format_error(ErrorResponse(error=exc.message, code=exc.code)))
+            response = ErrorResponse(error=exc.message, code=exc.code)
+            if refuse is not None and DENIAL_EXTENSION in websocket.scope.get("extensions", {}):
+                await websocket.send_denial_response(refuse(response))
+                return
+            await self._accept(websocket)
+            channel = ClientChannel(websocket, self.settings.send_timeout)
+            await channel.send(format_error(response))
             await channel.close(close_code(exc.code), exc.message)
             return
+        await self._accept(websocket)
+        channel = ClientChannel(websocket, self.settings.send_timeout)
         session = Session(
             websocket,
             channel,
@@ -98,6 +112,16 @@ class Server:
         )
         with self.sessions.hold(session):
             await session.run()
+
+    @staticmethod
+    async def _accept(websocket: WebSocket) -> None:
+        offered = [
+            p.strip().lower()
+            for p in websocket.headers.get("sec-websocket-protocol", "").split(",")
+        ]
+        await websocket.accept(
+            subprotocol=TOKEN_SUBPROTOCOL if TOKEN_SUBPROTOCOL in offered else None
+        )
 
 
 def open_native(
@@ -191,5 +215,11 @@ def create_app(
     @app.websocket("/ws/transcribe")
     async def transcribe(websocket: WebSocket) -> None:
         await server.stream(websocket, open_native, lambda r: r.to_json())
+
+    @app.websocket("/v1/listen")
+    async def listen(websocket: WebSocket) -> None:
+        await server.stream(
+            websocket, deepgram.open_deepgram, deepgram.render_error, deepgram.refusal
+        )
 
     return app

@@ -47,6 +47,7 @@
     "selenium"
     "kubernetes-validate"
     "networkx"
+    "openai"
   ];
 
   # In the test extra but not packaged in nixpkgs (or, for ruff, basedpyright and maturin, taken
@@ -55,5 +56,11 @@
     "ruff"
     "basedpyright"
     "maturin"
+    # The Deepgram/OpenAI client SDKs the dialect tests drive (pinned exactly in pyproject.toml).
+    "deepgram-sdk"
+    "pipecat-ai"
+    "livekit-agents"
+    "livekit-plugins-deepgram"
+    "livekit-plugins-openai"
   ];
 }
