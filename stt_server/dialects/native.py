@@ -78,6 +78,9 @@ class NativeDialect:
         self._settings = settings
         self._converter = StreamConverter()
 
+    def opening(self) -> list[str]:
+        return []
+
     def decode(self, text: str | None, data: bytes | None) -> list[Command]:
         if text is not None:
             message = parse_text(text)
