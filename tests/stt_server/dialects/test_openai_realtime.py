@@ -197,7 +197,7 @@ async def test_beta_event_names(openai_server: str, short_recording: Recording) 
         model="gpt-4o-transcribe", extra_query={"intent": "transcription"}
     ) as conn:
         await conn.transcription_session.update(
-            session={"input_audio_format": "pcm16", "turn_detection": None}
+            session={"input_audio_format": "pcm16", "turn_detection": None}  # pyright: ignore[reportArgumentType]
         )
         await conn.input_audio_buffer.append(
             audio=base64.b64encode(pcm(short_recording.audio)).decode()
