@@ -22,14 +22,16 @@ from stt_server.settings import SessionSettings
 from stt_server.stages.silero import WINDOW, SileroStream, VadBatcher
 from stt_server.stages.vad import SpeechChunk, VadSegmenter
 
-# How a file is cut: long chunks (a pause cuts once 15 s of speech are buffered, a 1 s pause
-# always does; never more than 25 s, which every engine here takes in one request) give the
-# model context; no speculation or interims, nobody waits for a turn's end.
+# How a file is cut: chunks as long as engines take well, since Whisper pads every request to
+# 30 s and so a short chunk costs as much as a full one. A pause of 0.5 s cuts once 20 s of
+# speech are buffered; pauses shorter than 3 s stay inside a chunk (a longer one always cuts),
+# and no chunk exceeds 28 s (split in its longest pause). No speculation or interims: nobody
+# waits for a turn's end.
 FILE_SEGMENTS = SessionSettings(
-    min_chunk=15.0,
-    small_gap=0.3,
-    large_gap=1.0,
-    max_buffer=25.0,
+    min_chunk=20.0,
+    small_gap=0.5,
+    large_gap=3.0,
+    max_buffer=28.0,
     max_leading_silence=0.5,
     hangover=0.2,
     speculate=False,
