@@ -18,7 +18,13 @@ import soundfile
 
 from stt_server.audio import SAMPLE_RATE, encode_pcm16
 from tests.stt_server.api.conftest import API_KEY, MAX_UPLOAD_BYTES
-from tests.stt_server.speech import Recording, word_error_rate, write_audio_file
+from tests.stt_server.speech import (
+    SENTENCES,
+    Recording,
+    make_recording,
+    word_error_rate,
+    write_audio_file,
+)
 from tests.stt_server.wsclient import stream_audio
 
 # whisper-base on espeak-ng speech, whole file: WER measured 0.0-0.05 here; 0.2 still fails on
@@ -107,9 +113,11 @@ async def test_sdk_transcribes_each_format(
 
 
 async def test_sdk_streams_deltas_as_the_file_is_transcribed(
-    openai_server: str, full_recording: Recording, tmp_path: Path
+    openai_server: str, tmp_path: Path
 ) -> None:
-    path = make_file(tmp_path, full_recording, ".mp3")
+    # Pauses of 3.5 s: the file is cut at each (see FILE_SEGMENTS), so five pieces.
+    recording = make_recording(SENTENCES, (3.5,) * len(SENTENCES))
+    path = make_file(tmp_path, recording, ".mp3")
     deltas: list[str] = []
     done: list[str] = []
     async with client(openai_server) as api:
@@ -122,10 +130,10 @@ async def test_sdk_streams_deltas_as_the_file_is_transcribed(
                 deltas.append(event.delta)
             elif event.type == "transcript.text.done":
                 done.append(event.text)
-    # Three turns (2 s pauses): the file is cut there, and each piece is sent when it is done.
-    assert len(deltas) >= 3
+    # Each piece is sent when it is done.
+    assert len(deltas) == len(SENTENCES)
     assert done == ["".join(deltas)]
-    wer = word_error_rate(full_recording.text, done[0])
+    wer = word_error_rate(recording.text, done[0])
     assert wer <= MAX_WER, f"WER {wer:.3f}: {done[0]!r}"
 
 
