@@ -16,10 +16,11 @@ Errors have OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
@@ -146,7 +147,8 @@ async def _transcriptions(server: Serving, request: Request) -> Response:
     if options.stream:
         return StreamingResponse(_events(segments, duration), media_type="text/event-stream")
     try:
-        done = [s async for s in segments]
+        async with contextlib.aclosing(segments):
+            done = [s async for s in segments]
     except EngineError as exc:
         raise ApiError(500, f"transcription failed: {exc}", kind="server_error") from exc
     return _render(options.response_format, done, duration)
@@ -261,15 +263,17 @@ def _verbose_segment(index: int, segment: Segment) -> dict[str, Any]:
     }
 
 
-async def _events(segments: AsyncIterator[Segment], duration: float) -> AsyncIterator[str]:
+async def _events(segments: AsyncGenerator[Segment], duration: float) -> AsyncIterator[str]:
     """`transcript.text.delta` per piece of the file as it is done, then `transcript.text.done`;
     a failure midway is an `error` event (the status line was sent long ago)."""
     texts: list[str] = []
     try:
-        async for segment in segments:
-            delta = segment.text if not texts else " " + segment.text
-            texts.append(segment.text)
-            yield _sse({"type": "transcript.text.delta", "delta": delta, "logprobs": None})
+        # Closed at once when the client leaves: the chunks still queued are cancelled.
+        async with contextlib.aclosing(segments):
+            async for segment in segments:
+                delta = segment.text if not texts else " " + segment.text
+                texts.append(segment.text)
+                yield _sse({"type": "transcript.text.delta", "delta": delta, "logprobs": None})
     except EngineError as exc:
         error = {"message": f"transcription failed: {exc}", "type": "server_error"}
         yield _sse({"error": {**error, "param": None, "code": None}})

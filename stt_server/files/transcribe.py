@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -80,7 +80,7 @@ async def speech_chunks(
 
 async def transcribe_file(
     audio: Audio, batcher: VadBatcher, inference: BatchInference
-) -> AsyncIterator[Segment]:
+) -> AsyncGenerator[Segment]:
     """Each speech chunk's text, in file order; chunks with no words are skipped."""
     pending: deque[tuple[SpeechChunk, asyncio.Task[str]]] = deque()
     try:
