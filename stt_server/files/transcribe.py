@@ -1,10 +1,14 @@
-"""A whole file through the server's shared workers: Silero over the file, cut into chunks of
-at most `FILE_SEGMENTS.max_buffer` seconds at pauses, each chunk transcribed on its own.
+"""A whole file through the server's shared workers: Silero over the file cuts the speech out
+at pauses, and consecutive pieces are packed (with a short silence between them, the long
+pauses left out) into requests of at most `MAX_REQUEST_SECONDS`, each transcribed on its own.
 
-The chunks go to the inference pool at batch priority: several of them (and other uploads'
-chunks) fill the engine's batches, while a live session's finals still go first. Texts come
-back in file order, each as soon as it and every chunk before it are done, so a caller can
-stream them.
+Packing is what makes a file cheap: Whisper pads every request to 30 s, so a request of 5 s
+costs as much as one of 28 s (faster-whisper's own VAD mode packs the same way).
+
+The requests go to the inference pool at batch priority: several of them (and other uploads')
+fill the engine's batches, while a live session's finals still go first. Texts come back in
+file order, each as soon as it and every request before it are done, so a caller can stream
+them.
 """
 
 from __future__ import annotations
@@ -17,26 +21,27 @@ from typing import Protocol
 
 import numpy as np
 
-from stt_server.audio import Audio
+from stt_server.audio import SAMPLE_RATE, Audio
 from stt_server.settings import SessionSettings
 from stt_server.stages.silero import WINDOW, SileroStream, VadBatcher
 from stt_server.stages.vad import SpeechChunk, VadSegmenter
 
-# How a file is cut: chunks as long as engines take well, since Whisper pads every request to
-# 30 s and so a short chunk costs as much as a full one. A pause of 0.5 s cuts once 20 s of
-# speech are buffered; pauses shorter than 3 s stay inside a chunk (a longer one always cuts),
-# and no chunk exceeds 28 s (split in its longest pause). No speculation or interims: nobody
+# How a file is cut: at every pause of 1 s, and at a pause of 0.5 s once 5 s of speech are
+# buffered; no piece is longer than the longest request. No speculation or interims: nobody
 # waits for a turn's end.
+MAX_REQUEST_SECONDS = 28.0
 FILE_SEGMENTS = SessionSettings(
-    min_chunk=20.0,
+    min_chunk=5.0,
     small_gap=0.5,
-    large_gap=3.0,
-    max_buffer=28.0,
-    max_leading_silence=0.5,
+    large_gap=1.0,
+    max_buffer=MAX_REQUEST_SECONDS,
+    max_leading_silence=0.3,
     hangover=0.2,
     speculate=False,
     interim_interval=0.0,
 )
+# Silence between two packed pieces: a pause the model hears as one.
+_JOIN = np.zeros(SAMPLE_RATE // 5, np.float32)
 # Windows per VAD request: live sessions' windows join the batcher's runs between two slices
 # of a file instead of waiting for a whole file (10 s of audio per slice).
 _VAD_SLICE = 312
@@ -78,29 +83,52 @@ async def speech_chunks(
             yield event
 
 
+async def requests(audio: Audio, batcher: VadBatcher) -> AsyncIterator[tuple[float, float, Audio]]:
+    """(start, end, audio) of each request: consecutive speech pieces packed up to
+    `MAX_REQUEST_SECONDS`, in file order."""
+    limit = round(MAX_REQUEST_SECONDS * SAMPLE_RATE)
+    group: list[SpeechChunk] = []
+    size = 0
+    async for chunk in speech_chunks(audio, batcher):
+        if group and size + len(_JOIN) + len(chunk.audio) > limit:
+            yield _pack(group)
+            group, size = [], 0
+        size += (len(_JOIN) if group else 0) + len(chunk.audio)
+        group.append(chunk)
+    if group:
+        yield _pack(group)
+
+
+def _pack(group: list[SpeechChunk]) -> tuple[float, float, Audio]:
+    parts: list[Audio] = []
+    for chunk in group:
+        parts += [_JOIN, chunk.audio] if parts else [chunk.audio]
+    return group[0].start, group[-1].end, np.concatenate(parts)
+
+
 async def transcribe_file(
     audio: Audio, batcher: VadBatcher, inference: BatchInference
 ) -> AsyncGenerator[Segment]:
-    """Each speech chunk's text, in file order; chunks with no words are skipped."""
-    pending: deque[tuple[SpeechChunk, asyncio.Task[str]]] = deque()
+    """Each request's text as a segment, in file order; requests with no words are skipped."""
+    pending: deque[tuple[float, float, asyncio.Task[str]]] = deque()
     try:
-        async for chunk in speech_chunks(audio, batcher):
-            task = asyncio.create_task(inference.transcribe_batch(chunk.audio))
-            pending.append((chunk, task))
-            while pending and (len(pending) >= _IN_FLIGHT or pending[0][1].done()):
+        async for start, end, packed in requests(audio, batcher):
+            task = asyncio.create_task(inference.transcribe_batch(packed))
+            pending.append((start, end, task))
+            while pending and (len(pending) >= _IN_FLIGHT or pending[0][2].done()):
                 if (segment := await _next(pending)) is not None:
                     yield segment
         while pending:
             if (segment := await _next(pending)) is not None:
                 yield segment
     finally:
-        for _, task in pending:
+        for *_, task in pending:
             task.cancel()
-        await asyncio.gather(*(t for _, t in pending), return_exceptions=True)
+        await asyncio.gather(*(t for *_, t in pending), return_exceptions=True)
 
 
-async def _next(pending: deque[tuple[SpeechChunk, asyncio.Task[str]]]) -> Segment | None:
-    chunk, task = pending[0]
+async def _next(pending: deque[tuple[float, float, asyncio.Task[str]]]) -> Segment | None:
+    start, end, task = pending[0]
     text = (await task).strip()
     pending.popleft()
-    return Segment(chunk.start, chunk.end, text) if text else None
+    return Segment(start, end, text) if text else None
