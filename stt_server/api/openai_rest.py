@@ -8,7 +8,7 @@ What each field does here:
 - `language`: English only (`en`, `en-US`, `english`); anything else is a 400.
 - `prompt`, `temperature`, `include[]`, `chunking_strategy` and unknown fields: accepted and
   ignored (the engines take no prompt and decode greedily or with a fixed beam).
-- `timestamp_granularities[]`: `segment` (the pieces the file was cut into at pauses); `word`
+- `timestamp_granularities[]`: `segment` (the up-to-28 s requests the file was packed into); `word`
   is a 400, as no engine here gives word times.
 Errors have OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`.
 """
