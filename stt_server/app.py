@@ -19,8 +19,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stt_server import metrics
 from stt_server.access import TOKEN_SUBPROTOCOL, access_error, authorized, offered_keys
 from stt_server.admission import Sessions
+from stt_server.api.openai_rest import openai_router
 from stt_server.dialects import deepgram
 from stt_server.dialects.native import NativeDialect
+from stt_server.dialects.openai_realtime import error_event, open_realtime
 from stt_server.engines import Engine
 from stt_server.errors import ErrorCode, ProtocolError, close_code
 from stt_server.protocol import ErrorResponse
@@ -222,4 +224,9 @@ def create_app(
             websocket, deepgram.open_deepgram, deepgram.render_error, deepgram.refusal
         )
 
+    @app.websocket("/v1/realtime")
+    async def realtime(websocket: WebSocket) -> None:
+        await server.stream(websocket, open_realtime, error_event)
+
+    app.include_router(openai_router(server))
     return app

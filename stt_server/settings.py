@@ -58,6 +58,11 @@ class SessionSettings(BaseModel):
         default=1.0, ge=0.0, le=30.0, description="speech before a pause may cut"
     )
     large_gap: float = Field(default=1.5, gt=0.0, le=30.0, description="pause that ends the turn")
+    end_turns: bool = Field(
+        default=True,
+        description="a large gap ends the turn (off: only the client's flush ends a turn, "
+        "as with OpenAI realtime sessions without turn detection)",
+    )
     max_buffer: float = Field(default=20.0, ge=2.0, le=60.0, description="longest chunk")
     max_leading_silence: float = Field(
         default=3.0, ge=0.0, le=30.0, description="silence kept before speech starts"
@@ -140,6 +145,15 @@ class ServerSettings(BaseModel):
     )
     max_message_bytes: int = Field(
         default=1 << 20, ge=1024, description="larger client messages get MESSAGE_TOO_LARGE"
+    )
+    max_upload_bytes: int = Field(
+        default=25 << 20,
+        ge=1024,
+        description="larger uploads to /v1/audio/transcriptions get 413 (OpenAI's own limit "
+        "is 25 MB)",
+    )
+    max_upload_seconds: float = Field(
+        default=3600.0, ge=0.0, description="longer uploaded audio gets 400 (0: no limit)"
     )
     queue_size: int = Field(default=64, ge=1, le=100_000, description="bound of each stage's queue")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

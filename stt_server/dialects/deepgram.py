@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 
 import stt_server
 from stt_server.audio import SAMPLE_BYTES, StreamConverter
-from stt_server.dialects.native import convert, parse_json
+from stt_server.dialects.wire import convert, parse_json
 from stt_server.errors import ErrorCode, ProtocolError
 from stt_server.protocol import ErrorResponse
 from stt_server.session.dialect import Command, EndOfInput, Flush, KeepAlive
@@ -341,6 +341,9 @@ class DeepgramDialect:
         self._sha256 = hashlib.sha256()
         self._frames = 0  # PCM frames received, at the client's rate
         self._speech_start: float | None = None  # where the open turn's speech began
+
+    def opening(self) -> list[str]:
+        return []  # Deepgram says nothing until the first results
 
     def decode(self, text: str | None, data: bytes | None) -> list[Command]:
         if data is not None:

@@ -2,50 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-
 from pydantic import ValidationError
 
-from stt_server.audio import Audio, AudioFormatError, StreamConverter
+from stt_server.audio import StreamConverter
+from stt_server.dialects.wire import convert, decode_base64, parse_json
 from stt_server.errors import ErrorCode, ProtocolError
 from stt_server.protocol import AudioFrame, ErrorResponse, TranscriptionSegment
 from stt_server.session.dialect import Command, EndOfInput, Flush
 from stt_server.settings import SessionSettings
 from stt_server.stages.asr import AsrOutput, Transcript
-
-_FORMAT_ERRORS = {
-    "sample_rate": ErrorCode.UNSUPPORTED_SAMPLE_RATE,
-    "channels": ErrorCode.UNSUPPORTED_CHANNELS,
-    "pcm": ErrorCode.INVALID_AUDIO,
-}
-
-
-def parse_json(text: str) -> object:
-    """`json.loads` whose every failure is INVALID_JSON: JSONDecodeError, an integer over
-    Python's digit limit (ValueError) and nesting deeper than the parser's stack."""
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise ProtocolError(ErrorCode.INVALID_JSON, f"message is not valid JSON: {exc}") from exc
-
-
-def decode_base64(samples: str) -> bytes:
-    try:
-        return base64.b64decode(samples, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ProtocolError(
-            ErrorCode.INVALID_BASE64, f"samples is not valid base64: {exc}"
-        ) from exc
-
-
-def convert(converter: StreamConverter, data: bytes, sample_rate: int, channels: int) -> Audio:
-    """PCM bytes → 16 kHz mono, with format problems as the client's error codes."""
-    try:
-        return converter.convert(data, sample_rate, channels)
-    except AudioFormatError as exc:
-        raise ProtocolError(_FORMAT_ERRORS[exc.field], str(exc)) from exc
 
 
 def parse_text(text: str) -> AudioFrame | Flush | EndOfInput:
@@ -77,6 +42,9 @@ class NativeDialect:
     def __init__(self, settings: SessionSettings) -> None:
         self._settings = settings
         self._converter = StreamConverter()
+
+    def opening(self) -> list[str]:
+        return []
 
     def decode(self, text: str | None, data: bytes | None) -> list[Command]:
         if text is not None:

@@ -39,3 +39,11 @@ class SteppedEngine(Protocol):
 
     @property
     def active(self) -> int: ...
+
+
+# Every engine here transcribes English only; clients name it `en`, `en-US`, `en_GB`, `english`.
+ENGLISH = frozenset({"en", "english"})
+
+
+def is_english(language: str) -> bool:
+    return language.lower().replace("_", "-").split("-")[0] in ENGLISH

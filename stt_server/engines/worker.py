@@ -5,9 +5,11 @@ until `max_batch_size` or `max_wait_ms`, and runs them as one call. A stepped en
 (`SteppedEngine`) gets continuous batching: between decode steps the thread admits whatever has
 arrived, and each request is answered the step it finishes.
 
-Interim requests (tentative text while someone is still talking) never wait behind the engine:
-`try_transcribe` returns None at once when the worker is busy, so under load interims thin out
-and finals stay fast.
+Three priorities: finals (a live turn's chunks), then batch work (chunks of an uploaded file),
+then interims. Batch requests queue like finals but only run when no final waits, so a long
+file never delays a live session's finals. Interim requests (tentative text while someone is
+still talking) never wait behind the engine: `try_transcribe` returns None at once when the
+worker is busy, so under load interims thin out and finals stay fast.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from stt_server import metrics
 from stt_server.audio import SAMPLE_RATE, Audio
@@ -30,12 +33,20 @@ log = logging.getLogger(__name__)
 _STOPPED = "the inference worker has stopped"
 
 
+class Priority(StrEnum):
+    """Served in this order; the values are the queue-wait metric's labels."""
+
+    FINAL = "final"
+    BATCH = "batch"
+    INTERIM = "interim"
+
+
 @dataclass
 class _Request:
     audio: Audio
     future: asyncio.Future[str]
     loop: asyncio.AbstractEventLoop
-    interim: bool
+    priority: Priority
     queued_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -60,8 +71,7 @@ class InferenceWorker:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.batch_sizes: deque[int] = deque(maxlen=1024)  # recent batches, for stats
-        self._finals: deque[_Request] = deque()
-        self._interims: deque[_Request] = deque()
+        self._queues: dict[Priority, deque[_Request]] = {p: deque() for p in Priority}
         self._running: dict[int, _Request] = {}  # in the engine now
         self._ids = itertools.count()
         self._cond = threading.Condition()
@@ -84,7 +94,11 @@ class InferenceWorker:
 
     async def transcribe(self, audio: Audio) -> str:
         """The text of `audio`; waits its turn however busy the engine is."""
-        return await self._submit(audio, interim=False)
+        return await self._submit(audio, Priority.FINAL)
+
+    async def transcribe_batch(self, audio: Audio) -> str:
+        """The text of `audio`, served after every waiting final (uploaded files)."""
+        return await self._submit(audio, Priority.BATCH)
 
     async def try_transcribe(self, audio: Audio) -> str | None:
         """The text of `audio`, or None at once if the engine is busy (interims only)."""
@@ -93,32 +107,38 @@ class InferenceWorker:
         if busy:
             metrics.INTERIMS_SKIPPED.inc()
             return None
-        return await self._submit(audio, interim=True)
+        return await self._submit(audio, Priority.INTERIM)
 
     @property
     def load(self) -> int:
         """Requests waiting or in the engine: the pool sends new work to the least loaded."""
         with self._cond:
-            return len(self._finals) + len(self._interims) + len(self._running)
+            return self._waiting() + len(self._running)
 
     def backlog_seconds(self) -> float:
-        """Estimated engine time to work off what is queued and running now."""
+        """Estimated engine time a new final waits: the finals queued and what is running
+        (queued batch and interim work waits behind it)."""
         with self._cond:
-            pending = sum(r.seconds for r in (*self._finals, *self._running.values()))
+            finals = self._queues[Priority.FINAL]
+            pending = sum(r.seconds for r in (*finals, *self._running.values()))
         return pending * self._cost
 
-    async def _submit(self, audio: Audio, *, interim: bool) -> str:
+    async def _submit(self, audio: Audio, priority: Priority) -> str:
         loop = asyncio.get_running_loop()
-        request = _Request(audio, loop.create_future(), loop, interim)
+        request = _Request(audio, loop.create_future(), loop, priority)
         with self._cond:
             if self._stopped:
                 raise EngineError(_STOPPED)
-            (self._interims if interim else self._finals).append(request)
+            self._queues[priority].append(request)
             self._cond.notify()
         return await request.future
 
+    def _waiting(self) -> int:
+        """Requests queued, not yet in the engine (call with the lock held)."""
+        return sum(len(q) for q in self._queues.values())
+
     def _busy(self) -> bool:
-        if self._finals or self._interims:
+        if self._waiting():
             return True
         if isinstance(self.engine, SteppedEngine):
             return len(self._running) >= self.max_batch_size
@@ -127,9 +147,9 @@ class InferenceWorker:
     # --- the worker thread ---
 
     def _take(self, count: int) -> list[_Request]:
-        """Up to `count` live requests, finals before interims (call with the lock held)."""
+        """Up to `count` live requests in priority order (call with the lock held)."""
         taken: list[_Request] = []
-        for source in (self._finals, self._interims):
+        for source in self._queues.values():
             while source and len(taken) < count:
                 request = source.popleft()
                 if not request.future.done():  # its session may have been cancelled
@@ -147,7 +167,7 @@ class InferenceWorker:
 
     def _wait_for_work(self) -> bool:
         """Block until a request is waiting; False once stopped (call with the lock held)."""
-        while not (self._finals or self._interims) and not self._stopped:
+        while not self._waiting() and not self._stopped:
             self._cond.wait()
         return not self._stopped
 
@@ -158,7 +178,7 @@ class InferenceWorker:
                     return
                 deadline = time.monotonic() + self.max_wait_s
                 while (
-                    len(self._finals) + len(self._interims) < self.max_batch_size
+                    self._waiting() < self.max_batch_size
                     and (left := deadline - time.monotonic()) > 0
                     and not self._stopped
                 ):
@@ -246,8 +266,7 @@ class InferenceWorker:
         metrics.BATCHES.labels(self.device).inc()
         metrics.BATCH_SIZE.labels(self.device).observe(len(batch))
         for request in batch:
-            priority = "interim" if request.interim else "final"
-            metrics.QUEUE_WAIT.labels(priority).observe(now - request.queued_at)
+            metrics.QUEUE_WAIT.labels(request.priority.value).observe(now - request.queued_at)
 
     def _observe_end(self, audio_seconds: float, elapsed: float) -> None:
         if elapsed > 0:
@@ -259,9 +278,10 @@ class InferenceWorker:
     def _drain(self) -> None:
         with self._cond:
             self._stopped = True
-            left = [*self._finals, *self._interims, *self._running.values()]
-            self._finals.clear()
-            self._interims.clear()
+            left = [r for q in self._queues.values() for r in q]
+            left += self._running.values()
+            for queue in self._queues.values():
+                queue.clear()
             self._running.clear()
         for request in left:
             self._resolve(request, EngineError(_STOPPED))
@@ -302,6 +322,9 @@ class InferencePool:
 
     async def transcribe(self, audio: Audio) -> str:
         return await self._pick().transcribe(audio)
+
+    async def transcribe_batch(self, audio: Audio) -> str:
+        return await self._pick().transcribe_batch(audio)
 
     async def try_transcribe(self, audio: Audio) -> str | None:
         return await self._pick().try_transcribe(audio)

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from stt_server.audio import Audio
 from stt_server.protocol import ErrorResponse
+from stt_server.settings import SessionSettings
 from stt_server.stages.asr import AsrOutput
 
 
@@ -29,11 +30,29 @@ class KeepAlive:
     """A message that only shows the client is there (it resets the idle timer)."""
 
 
-Command = Audio | Flush | EndOfInput | KeepAlive
+@dataclass(frozen=True)
+class Reconfigure:
+    """The client changed its turn detection: segment the audio that follows with these."""
+
+    settings: SessionSettings
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Messages to send the client now, in answer to its message (e.g. a settings update)."""
+
+    messages: tuple[str, ...]
+
+
+Command = Audio | Flush | EndOfInput | KeepAlive | Reconfigure | Reply
 
 
 class Dialect(Protocol):
     endpoint: str  # a short name, for logs and metric labels
+
+    def opening(self) -> list[str]:
+        """Messages sent as soon as the session starts, before reading the client."""
+        ...
 
     def decode(self, text: str | None, data: bytes | None) -> list[Command]:
         """The commands in one client message; `ProtocolError` for a bad one."""

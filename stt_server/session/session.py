@@ -24,7 +24,15 @@ from stt_server.errors import (
 from stt_server.pipeline import Pipeline
 from stt_server.protocol import ErrorResponse, error_response
 from stt_server.session.channel import ClientChannel
-from stt_server.session.dialect import Command, Dialect, EndOfInput, Flush, KeepAlive
+from stt_server.session.dialect import (
+    Command,
+    Dialect,
+    EndOfInput,
+    Flush,
+    KeepAlive,
+    Reconfigure,
+    Reply,
+)
 from stt_server.settings import ServerSettings, SessionSettings
 from stt_server.stages import vad
 from stt_server.stages.asr import AsrOutput, AsrStage, Inference
@@ -176,12 +184,15 @@ class Session:
         await self._channel.send(self.dialect.error(error_response(exc)))
 
     async def _receive(self) -> InputEnd:
-        """Read client messages until the input ends; bad messages get an error and are skipped.
+        """Send the dialect's opening, then read client messages until the input ends; bad
+        messages get an error and are skipped.
 
         Each receive waits at most the idle timeout (measured from when the server is ready to
         read, so backpressure from a busy pipeline never counts as client idleness) and never
         past the session's maximum length; `stop` cuts it short.
         """
+        for text in self.dialect.opening():
+            await self._channel.send(text)
         loop = asyncio.get_running_loop()
         idle_timeout = self._server.idle_timeout
         max_seconds = self._server.max_session_seconds
@@ -213,6 +224,11 @@ class Session:
                     return InputEnd.END_OF_STREAM
                 if isinstance(command, Flush):
                     await self._pipeline.put(vad.Flush())
+                elif isinstance(command, Reconfigure):
+                    await self._pipeline.put(vad.Reconfigure(command.settings))
+                elif isinstance(command, Reply):
+                    for text in command.messages:
+                        await self._channel.send(text)
                 elif not isinstance(command, KeepAlive) and command.size:
                     self.stats.audio_samples += command.size
                     metrics.AUDIO_SECONDS.inc(command.size / SAMPLE_RATE)

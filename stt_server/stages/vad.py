@@ -33,6 +33,14 @@ class Flush:
 
 
 @dataclass(frozen=True)
+class Reconfigure:
+    """Command: segment the audio that follows with these settings (a client changed its turn
+    detection mid-stream)."""
+
+    settings: SessionSettings
+
+
+@dataclass(frozen=True)
 class SpeechStart:
     """Speech began at `time` (seconds of the session's audio)."""
 
@@ -103,14 +111,19 @@ class VadSegmenter:
     def __init__(self, settings: SessionSettings) -> None:
         self.settings = settings
         self.state = VadState.INACTIVE
+        self._hangover = round(settings.hangover / WINDOW_SECONDS)
         self._windows: list[Audio] = []
         self._is_speech: list[bool] = []  # one flag per buffered window
         self._first = 0  # index (in the session) of the first buffered window
         self._silence_run = 0
-        self._hangover = round(settings.hangover / WINDOW_SECONDS)
         self._speculation: int | None = None
         self._speculations = itertools.count(1)
         self._since_interim = 0.0
+
+    def reconfigure(self, settings: SessionSettings) -> None:
+        """Apply `settings` from the next window on; what is buffered stays."""
+        self.settings = settings
+        self._hangover = round(settings.hangover / WINDOW_SECONDS)
 
     @property
     def clock(self) -> int:
@@ -186,7 +199,7 @@ class VadSegmenter:
         s = self.settings
         gap = self._silence_run * WINDOW_SECONDS
         if gap >= s.large_gap - _EPS:
-            return self._end_turn()
+            return self._end_turn() if s.end_turns else self._pause()
         if gap >= s.small_gap - _EPS and self.speech_seconds >= s.min_chunk - _EPS:
             return [self._take(self._cut())]
         if (
@@ -240,6 +253,17 @@ class VadSegmenter:
         self._reset()
         return events
 
+    def _pause(self) -> list[VadEvent]:
+        """A large gap when only the client ends turns: cut the speech, keep the turn open."""
+        events: list[VadEvent] = []
+        if any(self._is_speech):
+            events.append(self._take(self._cut()))
+        self.state = VadState.INACTIVE
+        self._silence_run = 0
+        self._speculation = None
+        self._trim_leading_silence()
+        return events
+
     def _peek(self, end: int) -> SpeechChunk:
         audio = np.concatenate(self._windows[:end]) if end else np.zeros(0, np.float32)
         start = self._first * WINDOW_SECONDS
@@ -286,8 +310,9 @@ class VadSegmenter:
         self._since_interim = 0.0
 
 
-class VadStage(Stage[Audio | Flush, VadEvent]):
-    """16 kHz mono audio of any length (and flush commands) in, turn events out."""
+class VadStage(Stage[Audio | Flush | Reconfigure, VadEvent]):
+    """16 kHz mono audio of any length (and flush and reconfigure commands) in, turn events
+    out."""
 
     def __init__(
         self,
@@ -302,7 +327,12 @@ class VadStage(Stage[Audio | Flush, VadEvent]):
         self._segmenter = VadSegmenter(settings)
         self._pending = np.zeros(0, dtype=np.float32)
 
-    async def handle(self, item: Audio | Flush) -> None:
+    async def handle(self, item: Audio | Flush | Reconfigure) -> None:
+        if isinstance(item, Reconfigure):
+            # Windows already pending were sent under the old settings.
+            await self._run_pending(pad=False)
+            self._segmenter.reconfigure(item.settings)
+            return
         if isinstance(item, Flush):
             wall = time.monotonic()
             await self._run_pending(pad=True)

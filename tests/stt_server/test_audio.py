@@ -14,7 +14,7 @@ from stt_server.audio import (
     encode_pcm16,
     resample,
 )
-from stt_server.dialects.native import decode_base64
+from stt_server.dialects.wire import decode_base64
 from stt_server.errors import ErrorCode, ProtocolError
 
 

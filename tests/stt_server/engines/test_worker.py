@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -95,3 +96,49 @@ async def test_a_stopped_worker_refuses_requests() -> None:
     worker.stop(5)
     with pytest.raises(EngineError):
         await worker.transcribe(audio(1))
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(10):
+        while not condition():  # noqa: ASYNC110 (set by the worker thread)
+            await asyncio.sleep(0.005)
+
+
+async def test_batch_work_runs_after_waiting_finals_and_before_interims() -> None:
+    order: list[int] = []
+
+    def record(clip: Audio) -> str:
+        order.append(clip.size)
+        return f"len={clip.size}"
+
+    engine = ScriptedEngine(record)
+    engine.gate.clear()
+    worker = InferenceWorker(engine, max_batch_size=1, max_wait_ms=0)
+    worker.start()
+    try:
+        running = asyncio.create_task(worker.transcribe(audio(1)))
+        await wait_until(lambda: engine.calls == 1)  # in the engine, held by the gate
+        batch = [asyncio.create_task(worker.transcribe_batch(audio(n))) for n in (10, 11)]
+        await wait_until(lambda: worker.load == 3)
+        final = asyncio.create_task(worker.transcribe(audio(2)))
+        await wait_until(lambda: worker.load == 4)
+        # Queued batch work makes the worker busy: an interim is skipped, not queued.
+        assert await worker.try_transcribe(audio(3)) is None
+        engine.gate.set()
+        assert await running == "len=1"
+        assert await final == "len=2"
+        assert await asyncio.gather(*batch) == ["len=10", "len=11"]
+    finally:
+        engine.gate.set()
+        worker.stop(5)
+    assert order == [1, 2, 10, 11]
+
+
+async def test_an_idle_worker_serves_batch_and_interim_requests() -> None:
+    worker = InferenceWorker(FakeEngine(), max_batch_size=4, max_wait_ms=0)
+    worker.start()
+    try:
+        assert await worker.transcribe_batch(audio(7)) == "len=7"
+        assert await worker.try_transcribe(audio(8)) == "len=8"
+    finally:
+        worker.stop(5)

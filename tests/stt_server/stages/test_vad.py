@@ -376,3 +376,29 @@ async def test_vad_stage_flush_transcribes_the_last_partial_window(silero: Siler
     end = collect.items[0]
     assert isinstance(end, EndOfTurn)
     assert end.flushed
+
+
+def test_without_end_turns_a_large_gap_cuts_but_only_a_flush_ends_the_turn() -> None:
+    d = Driver(PLAIN.model_copy(update={"end_turns": False}))
+    d.feed(SPEECH, 20)
+    d.feed(SILENCE, 200)  # 6.4 s: far past the large gap
+    assert [type(e) for _, e in d.events] == [SpeechChunk]
+    chunk = d.events[0][1]
+    assert isinstance(chunk, SpeechChunk)
+    assert window_ids(chunk) == list(range(20 + 9))  # the speech and the hangover
+    assert d.segmenter.state is VadState.INACTIVE
+    d.feed(SPEECH, 10)
+    d.feed(SILENCE, 100)
+    fired = d.segmenter.flush()
+    assert [type(e) for _, e in d.events] == [SpeechChunk, SpeechChunk]
+    assert [type(e) for e in fired] == [EndOfTurn]
+
+
+def test_reconfigure_applies_to_the_windows_that_follow() -> None:
+    d = Driver()
+    d.feed(SPEECH, 20)
+    d.segmenter.reconfigure(PLAIN.model_copy(update={"large_gap": 0.5}))
+    d.feed(SILENCE, 15)  # 0.48 s
+    assert d.events == []
+    fired = d.feed(SILENCE)  # 0.512 s >= 0.5 s
+    assert [type(e) for e in fired] == [SpeechChunk, EndOfTurn]

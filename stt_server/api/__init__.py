@@ -1,0 +1,1 @@
+"""HTTP APIs of other services, served by this server."""
