@@ -274,33 +274,40 @@ def serve_step_level(
 
 
 def report_arrivals(model: CanaryQwen, args: argparse.Namespace, device: torch.device) -> None:
-    trace = poisson_trace(args.rate, args.requests, args.seed)
-    audio_s = sum(a.seconds for a in trace)
-    warm = poisson_trace(args.rate, min(4, args.requests), args.seed + 1)
-    print(
-        f"arrivals: {args.requests} chunks of {CHUNK_SECONDS[0]:g}-{CHUNK_SECONDS[1]:g} s "
-        f"({audio_s:.0f} s of audio), Poisson at {args.rate:g}/s, seed {args.seed}, "
-        f"max batch {args.max_batch}, decode forced to {args.tokens_per_second:g} tokens/s"
-    )
-    print()
+    """One table row per path and rate. A rate of r chunks/s of mean 5.5 s is the load of about
+    5.5 r real-time streams that talk without pause: `offered` says it in audio s per s."""
     memory = "peak GPU MiB" if device.type == "cuda" else "peak RSS MiB"
     print(
-        "| path | p50 latency s | p99 latency s | mean latency s | audio s per s | makespan s "
-        f"| {memory} |"
+        f"arrivals: chunks of {CHUNK_SECONDS[0]:g}-{CHUNK_SECONDS[1]:g} s, Poisson, seed "
+        f"{args.seed}, max batch {args.max_batch}, decode forced to {args.tokens_per_second:g} "
+        "tokens/s; latency = chunk arrival to its last token"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, serve in (("whole-batch", serve_whole_batches), ("step-level", serve_step_level)):
+    print()
+    print(
+        "| rate /s | offered audio s per s | chunks | path | p50 latency s | p99 latency s "
+        f"| mean latency s | served audio s per s | makespan s | {memory} |"
+    )
+    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    warm = poisson_trace(args.rate[0], 4, args.seed + 1)
+    for serve in (serve_whole_batches, serve_step_level):
         serve(model, warm, args.tokens_per_second, args.max_batch)  # warm-up
-        reset_peak(device)
-        done = serve(model, trace, args.tokens_per_second, args.max_batch)
-        latency = np.array([done[a.request_id] - a.at for a in trace])
-        makespan = max(done.values()) - trace[0].at
-        print(
-            f"| {name} | {np.percentile(latency, 50):.2f} | {np.percentile(latency, 99):.2f} "
-            f"| {latency.mean():.2f} | {audio_s / makespan:.2f} | {makespan:.1f} "
-            f"| {peak_mib(device):.0f} |",
-            flush=True,
-        )
+    for rate in args.rate:
+        count = args.requests or max(8, round(rate * args.trace_seconds))
+        trace = poisson_trace(rate, count, args.seed)
+        audio_s = sum(a.seconds for a in trace)
+        offered = audio_s / count * rate  # audio seconds arriving per second, on average
+        for name, serve in (("whole-batch", serve_whole_batches), ("step-level", serve_step_level)):
+            reset_peak(device)
+            done = serve(model, trace, args.tokens_per_second, args.max_batch)
+            latency = np.array([done[a.request_id] - a.at for a in trace])
+            makespan = max(done.values()) - trace[0].at
+            print(
+                f"| {rate:g} | {offered:.1f} | {count} | {name} "
+                f"| {np.percentile(latency, 50):.2f} | {np.percentile(latency, 99):.2f} "
+                f"| {latency.mean():.2f} | {audio_s / makespan:.2f} | {makespan:.1f} "
+                f"| {peak_mib(device):.0f} |",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -314,8 +321,15 @@ def main() -> None:
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--keep-lora", action="store_true", help="decode through the adapter")
     parser.add_argument("--arrivals", action="store_true", help="serve a Poisson arrival trace")
-    parser.add_argument("--rate", type=float, default=1.0, help="arrivals: chunks per second")
-    parser.add_argument("--requests", type=int, default=40, help="arrivals: chunks in the trace")
+    parser.add_argument(
+        "--rate", type=float, nargs="+", default=[1.0], help="arrivals: chunks per second"
+    )
+    parser.add_argument(
+        "--requests", type=int, default=0, help="arrivals: chunks per trace (0: --trace-seconds)"
+    )
+    parser.add_argument(
+        "--trace-seconds", type=float, default=40.0, help="arrivals: trace length at each rate"
+    )
     parser.add_argument("--max-batch", type=int, default=64, help="arrivals: most chunks at once")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

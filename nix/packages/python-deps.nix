@@ -23,6 +23,7 @@
     "rich"
     "sounddevice"
     "prometheus-client"
+    "python-multipart"
   ];
 
   # Runtime dependencies nixpkgs does not package: whisper-base in two PyPI wheels, which the
