@@ -220,6 +220,12 @@ class VadSegmenter:
         self._since_interim += WINDOW_SECONDS
         if self._since_interim < interval - _EPS or not any(self._is_speech):
             return []
+        if self.state is VadState.SILENCE:
+            # Due, but the speaker has paused: the speculation or the cut that follows shows
+            # this audio soon, and an interim decode started now would hold the engine when
+            # that final decode is ready to run (on a CPU, up to a whole decode). It is sent
+            # at the first window of speech instead.
+            return []
         self._since_interim = 0.0
         chunk = self._peek(len(self._windows))
         return [Interim(chunk.audio, chunk.start, chunk.end)]

@@ -343,6 +343,17 @@ def test_interims_come_every_interval_during_continuous_speech() -> None:
     assert starts == [SpeechStart(0.0)]
 
 
+def test_an_interim_due_in_a_pause_waits_for_the_next_speech() -> None:
+    d = Driver(SessionSettings(interim_interval=0.5, speculate=False))
+    d.feed(SPEECH, 12)
+    d.feed(SILENCE, 8)  # the interim falls due at window 15, inside this 0.26 s pause
+    assert not any(isinstance(e, Interim) for _, e in d.all_events)
+    d.feed(SPEECH, 3)
+    interims = [(i, e) for i, e in d.all_events if isinstance(e, Interim)]
+    assert [i for i, _ in interims] == [20]  # the first window of speech after the pause
+    assert window_ids(SpeechChunk(interims[0][1].audio, 0, 0)) == list(range(21))
+
+
 def test_flush_cuts_at_once_and_ends_the_turn() -> None:
     d = Driver()
     d.feed(SILENCE, 5)
