@@ -27,6 +27,17 @@ first --stagger seconds. Reports per N:
 file per level, `server.100.txt`) or only during `--profile-level`; the raw output is one line per
 stack with its sample count.
 
+`--engine whisper` measures the real engine instead (whisper-base on this CPU): each client
+streams the real recordings of ../shared/real-speech (read in place, never copied), one after
+another with 2.5 s of silence after each (a turn each), every client starting at a different
+recording so that chunks do not arrive in lockstep. The latency column is then "end of speech →
+final − the 1.5 s gap" in seconds, and the verdict is the largest N whose p90 stays within
+`--bound` (2.5 s). `--variants` runs the levels once per set of extra server flags, each on its
+own server, in the same run (old vs new):
+
+    .venv/bin/python benchmarks/bench_server_capacity.py --engine whisper --levels 1 2 4 6 8 \
+        --variants "--whisper-padding 30" "--whisper-padding 5"
+
 Prints numbers; asserts nothing.
 """
 
@@ -58,10 +69,13 @@ from tests.stt_server.load.loadgen import (
     end_frames,
     frames_of,
     load_recording,
+    run_client,
     run_clients,
 )
 
 LARGE_GAP = 1.5  # the server's default end-of-turn pause
+TURN_SILENCE = 2.5  # s after each real recording: past the large gap, so each is one turn
+Stream = tuple[list[bytes], list[int]]  # 20 ms frames and the frames that end a turn
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -92,10 +106,11 @@ def rss_mib(pid: int) -> float:
 
 
 def generator(
-    args: tuple[str, int, list[bytes], list[int], float, int],
+    args: tuple[str, int, list[Stream], float, int],
 ) -> tuple[float, list[ClientResult]]:
-    """One load-generator process: its clients, and its own CPU seconds."""
-    url, clients, frames, ends, stagger, seed = args
+    """One load-generator process: its clients, and its own CPU seconds. With one stream every
+    client sends it; with several, client i sends stream i."""
+    url, clients, streams, stagger, seed = args
     try:
         import uvloop
 
@@ -103,10 +118,55 @@ def generator(
     except ImportError:
         pass
     start = time.process_time()
-    results = asyncio.run(
-        run_clients(url, clients, frames, ends, stagger=stagger, seed=seed, idle_timeout=60.0)
-    )
+    if len(streams) == 1:
+        frames, ends = streams[0]
+        results = asyncio.run(
+            run_clients(url, clients, frames, ends, stagger=stagger, seed=seed, idle_timeout=60.0)
+        )
+    else:
+        results = asyncio.run(real_speech_clients(url, streams, stagger, seed))
     return time.process_time() - start, results
+
+
+async def real_speech_clients(
+    url: str, streams: list[Stream], stagger: float, seed: int
+) -> list[ClientResult]:
+    rng = np.random.default_rng(seed)
+    return await asyncio.gather(
+        *(
+            run_client(
+                url,
+                frames,
+                ends,
+                start_delay=float(rng.uniform(0, stagger)),
+                idle_timeout=120.0,
+            )
+            for frames, ends in streams
+        )
+    )
+
+
+def real_speech_streams(count: int, seconds: float) -> list[Stream]:
+    """`count` streams of at least `seconds` each: the real recordings back to back, each
+    followed by TURN_SILENCE, stream i starting at recording i."""
+    from real_speech import load_utterances
+
+    utterances = load_utterances()
+    silence = np.zeros(round(TURN_SILENCE * SAMPLE_RATE), np.float32)
+    streams: list[Stream] = []
+    for first in range(count):
+        parts: list[np.ndarray] = []
+        ends: list[float] = []
+        offset = 0.0
+        k = first
+        while offset < seconds:
+            u = utterances[k % len(utterances)]
+            ends.append(offset + u.speech_end)
+            parts += [u.audio, silence]
+            offset += u.duration + TURN_SILENCE
+            k += 1
+        streams.append((frames_of(np.concatenate(parts)), end_frames(ends)))
+    return streams
 
 
 def profile_path(path: str, level: int, only: int | None) -> str:
@@ -124,27 +184,35 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 10, 50, 100, 200])
+    parser.add_argument("--engine", choices=("fixed-cost", "whisper"), default="fixed-cost")
     parser.add_argument("--cost", default="50ms", help="fixed-cost engine: time per batch")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=30.0, help="audio per stream")
     parser.add_argument("--stagger", type=float, default=3.0)
     parser.add_argument("--clients-per-process", type=int, default=100)
+    parser.add_argument("--bound", type=float, default=2.5, help="whisper: p90 bound, s")
+    parser.add_argument(
+        "--variants", nargs="+", default=[""], help="extra server flags, one server each"
+    )
     parser.add_argument("--profile", help="run py-spy record on the server; raw output here")
     parser.add_argument("--profile-level", type=int, help="only profile this N")
     args = parser.parse_args()
 
-    audio, speech_ends = load_recording(args.seconds)
-    frames = frames_of(audio)
-    ends = end_frames(speech_ends)
-    audio_s = len(audio) / SAMPLE_RATE
-    port = free_port()
-    url = f"ws://127.0.0.1:{port}/ws/transcribe"
-    command = [
-        *(sys.executable, "-m", "stt_server", "--engine", "fixed-cost"),
-        *("--model", args.cost, "--device", "cpu", "--max-batch-size", str(args.max_batch_size)),
-        *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
-        *("--max-sessions", str(max(args.levels) + 10)),  # the default 100 would refuse some
-    ]
+    whisper = args.engine == "whisper"
+    if whisper:
+        streams = real_speech_streams(max(args.levels), args.seconds)
+        audio_s = min(len(frames) for frames, _ in streams) * 0.02
+        turns = len(streams[0][1])
+        engine = ["--engine", "whisper", "--device", "cpu"]
+        described = "whisper (whisper-base, CPU)"
+        stream_text = f"real speech, >= {args.seconds:g} s ({turns} turns) per stream"
+    else:
+        audio, speech_ends = load_recording(args.seconds)
+        streams = [(frames_of(audio), end_frames(speech_ends))]
+        audio_s = len(audio) / SAMPLE_RATE
+        engine = ["--engine", "fixed-cost", "--model", args.cost, "--device", "cpu"]
+        described = f"fixed-cost {args.cost} per batch"
+        stream_text = f"{audio_s:.1f} s, {len(speech_ends)} turns"
     load = os.getloadavg()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cpus (server and load generators "
@@ -153,9 +221,35 @@ def main() -> None:
         f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     print(
-        f"server: fixed-cost {args.cost} per batch, max batch {args.max_batch_size}; "
-        f"stream: {audio_s:.1f} s, {len(speech_ends)} turns, 20 ms binary frames, real time"
+        f"server: {described}, max batch {args.max_batch_size}; "
+        f"stream: {stream_text}, 20 ms binary frames, real time"
     )
+    for variant in args.variants:
+        port = free_port()
+        command = [
+            *(sys.executable, "-m", "stt_server", *engine),
+            *("--max-batch-size", str(args.max_batch_size)),
+            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+            *("--max-sessions", str(max(args.levels) + 10)),  # the default 100 would refuse some
+            *("--max-backlog", "0"),  # measure falling behind, not the refusals that prevent it
+            *variant.split(),
+        ]
+        if variant:
+            print(f"\n### variant: {variant}")
+        run_levels(args, command, port, streams, audio_s, whisper)
+    load = os.getloadavg()
+    print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def run_levels(
+    args: argparse.Namespace,
+    command: list[str],
+    port: int,
+    streams: list[Stream],
+    audio_s: float,
+    whisper: bool,
+) -> None:
+    url = f"ws://127.0.0.1:{port}/ws/transcribe"
     with tempfile.TemporaryFile(mode="w+") as log:
         server = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         profiler: subprocess.Popen[bytes] | None = None
@@ -170,11 +264,12 @@ def main() -> None:
                 except httpx.TransportError:
                     time.sleep(0.2)
             print(f"server idle RSS {rss_mib(server.pid):.0f} MiB")
+            unit = "s" if whisper else "ms"
             header = (
                 f"{'N':>5} {'srv CPU ms/audio s/stream':>26} {'srv CPU %':>9} {'loop %':>6}"
                 f" {'gen CPU %':>9}"
-                f" {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'errors':>6} {'max lag ms':>10}"
-                f" {'RSS MiB':>7}"
+                f" {'p50 ' + unit:>7} {'p90 ' + unit:>7} {'p99 ' + unit:>7} {'errors':>6}"
+                f" {'max lag ms':>10} {'RSS MiB':>7}"
             )
             print(header)
             best = best_added = 0
@@ -182,6 +277,11 @@ def main() -> None:
             for n in args.levels:
                 procs = max(1, math.ceil(n / args.clients_per_process))
                 shares = [n // procs + (i < n % procs) for i in range(procs)]
+                if whisper:  # client i streams stream i
+                    firsts = [sum(shares[:i]) for i in range(procs)]
+                    work = [streams[f : f + share] for f, share in zip(firsts, shares, strict=True)]
+                else:
+                    work = [streams] * procs
                 if args.profile and args.profile_level in (None, n):
                     profiler = subprocess.Popen(
                         [
@@ -200,8 +300,8 @@ def main() -> None:
                     outcome = pool.map(
                         generator,
                         [
-                            (url, share, frames, ends, args.stagger, seed)
-                            for seed, share in enumerate(shares)
+                            (url, share, mine, args.stagger, seed)
+                            for seed, (share, mine) in enumerate(zip(shares, work, strict=True))
                         ],
                     )
                 wall = time.monotonic() - wall
@@ -213,22 +313,28 @@ def main() -> None:
                     profiler = None
                 gen_cpu = sum(cpu for cpu, _ in outcome)
                 results = [r for _, rs in outcome for r in rs]
-                overheads = [1000 * (x - LARGE_GAP) for r in results for x in r.latencies]
+                scale = 1.0 if whisper else 1000.0
+                overheads = [scale * (x - LARGE_GAP) for r in results for x in r.latencies]
                 errors = sum(len(r.errors) + (r.failure is not None) for r in results) + sum(
                     r.expected_finals - r.finals for r in results if r.failure is None
                 )
-                p99 = percentile(overheads, 99)
+                p90, p99 = percentile(overheads, 90), percentile(overheads, 99)
                 single = percentile(overheads, 50) if single is None else single
-                if errors == 0 and p99 < 100:
-                    best = max(best, n)
-                if errors == 0 and p99 - single < 100:
-                    best_added = max(best_added, n)
+                if whisper:
+                    if errors == 0 and p90 <= args.bound:
+                        best = max(best, n)
+                else:
+                    if errors == 0 and p99 < 100:
+                        best = max(best, n)
+                    if errors == 0 and p99 - single < 100:
+                        best_added = max(best_added, n)
+                digits = 2 if whisper else 0
                 print(
                     f"{n:>5} {1000 * server_cpu / (n * audio_s):>26.2f}"
                     f" {100 * server_cpu / wall:>9.0f} {100 * loop_cpu / wall:>6.0f}"
                     f" {100 * gen_cpu / wall:>9.0f}"
-                    f" {percentile(overheads, 50):>7.0f} {percentile(overheads, 95):>7.0f}"
-                    f" {p99:>7.0f} {errors:>6}"
+                    f" {percentile(overheads, 50):>7.{digits}f} {p90:>7.{digits}f}"
+                    f" {p99:>7.{digits}f} {errors:>6}"
                     f" {1000 * max(r.max_lag for r in results):>10.0f}"
                     f" {rss_mib(server.pid):>7.0f}",
                     flush=True,
@@ -236,6 +342,12 @@ def main() -> None:
                 for failure in {r.failure for r in results if r.failure}:
                     print(f"      failure: {failure}")
                 time.sleep(2)
+            if whisper:
+                print(
+                    f"largest N with zero errors and final p90 within {args.bound:g} s of the "
+                    f"end-of-turn gap: {best or 'none'}"
+                )
+                return
             print(f"largest N with zero errors and p99 overhead < 100 ms: {best or 'none'}")
             # Even one stream waits for Silero's probability to fall after the last word (and
             # for the 32 ms window to fill): that is the VAD, not load.
@@ -243,8 +355,6 @@ def main() -> None:
                 f"largest N with zero errors and p99 < 100 ms above the first level's median "
                 f"({single or 0:.0f} ms): {best_added or 'none'}"
             )
-            load = os.getloadavg()
-            print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         finally:
             if profiler is not None:
                 profiler.kill()

@@ -109,7 +109,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         engines = [
-            load_engine(settings.engine, settings.model, device.strip())
+            load_engine(
+                settings.engine,
+                settings.model,
+                device.strip(),
+                whisper_padding=settings.whisper_padding,
+            )
             for device in settings.device.split(",")
         ]
     except EngineLoadError as exc:

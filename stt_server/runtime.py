@@ -38,7 +38,12 @@ class Runtime:
         """Load the models (blocking; call it off the event loop). `engines`: already loaded."""
         if engines is None:
             engines = [
-                load_engine(settings.engine, settings.model, device)
+                load_engine(
+                    settings.engine,
+                    settings.model,
+                    device,
+                    whisper_padding=settings.whisper_padding,
+                )
                 for device in devices(settings.device)
             ]
         workers = [

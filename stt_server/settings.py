@@ -139,6 +139,13 @@ class ServerSettings(BaseModel):
         description="auto: cuda when available; a comma-separated list (cuda:0,cuda:1) loads "
         "one engine per device, and each chunk goes to the least loaded",
     )
+    whisper_padding: float = Field(
+        default=30.0,
+        ge=0.0,
+        le=30.0,
+        description="whisper: seconds of silence the encoder sees after the longest clip of a "
+        "batch (30: Whisper's whole 30 s window, as faster-whisper; less costs less CPU)",
+    )
     max_batch_size: int = Field(default=8, ge=1, le=1024, description="chunks per inference batch")
     batch_wait_ms: float = Field(
         default=5.0, ge=0.0, le=1000.0, description="how long the worker waits to fill a batch"

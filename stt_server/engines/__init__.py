@@ -70,7 +70,9 @@ def choose_engine(engine: str, model: str | None, device: str) -> tuple[str, str
     return "whisper", "no CUDA device and no Canary-Qwen weights in the cache"
 
 
-def load_engine(name: str, model: str | None, device: str) -> Engine:
+def load_engine(
+    name: str, model: str | None, device: str, *, whisper_padding: float = 30.0
+) -> Engine:
     """Load an engine by name (`auto` resolved first); raises `EngineLoadError` with advice."""
     device = resolve_device(device)
     chosen, why = choose_engine(name, model, device)
@@ -82,7 +84,7 @@ def load_engine(name: str, model: str | None, device: str) -> Engine:
 
         if model is None:
             model = str(assemble(cache_dir() / "whisper-base"))
-        return WhisperEngine(model, device=device)
+        return WhisperEngine(model, device=device, padding=whisper_padding)
     if chosen == "canary-qwen":
         from stt_server.engines.canary_qwen import CanaryQwenEngine
 

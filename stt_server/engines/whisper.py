@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from stt_server.audio import SAMPLE_RATE
 from stt_server.engines.base import Audio, EngineLoadError
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ class WhisperEngine:
         language: str = "en",
         beam_size: int = 2,
         cpu_threads: int = 0,
+        padding: float = 30.0,
     ) -> None:
         path = Path(model_dir)
         if not (path / "model.bin").is_file():
@@ -125,6 +127,7 @@ class WhisperEngine:
 
         self.model = str(path)
         self.device = device
+        self._padding_frames = round(padding * SAMPLE_RATE / HOP_SAMPLES)
         self._language = language
         self._beam_size = beam_size
         try:
@@ -156,6 +159,7 @@ class WhisperEngine:
                 owners.append(index)
         texts: list[list[str]] = [[] for _ in batch]
         if windows:
+            windows = self._padded(windows)
             for owner, decode in zip(owners, self._decode(windows), strict=True):
                 if decode.text and not decode.silent:
                     texts[owner].append(decode.text)
@@ -174,10 +178,18 @@ class WhisperEngine:
             samples = audio[start * HOP_SAMPLES : start * HOP_SAMPLES + WINDOW_SAMPLES]
             if samples.size == 0 or float(np.max(np.abs(samples))) < SILENCE_PEAK:
                 continue
-            window = features[:, start : start + WINDOW_FRAMES]
-            padding = WINDOW_FRAMES - window.shape[1]
-            windows.append(np.pad(window, ((0, 0), (0, padding))).astype(np.float32))
+            windows.append(features[:, start : start + WINDOW_FRAMES].astype(np.float32))
         return windows
+
+    def _padded(self, windows: list[npt.NDArray[np.float32]]) -> list[npt.NDArray[np.float32]]:
+        """Every window zero-padded to one length: the longest window plus `padding`, at most
+        the 30 s window. The decoder takes the batch as one tensor, so all windows share the
+        length; silence at the end is what Whisper saw in training, and the encoder's cost
+        grows with the length (a 5 s chunk in a full window pays for 30 s)."""
+        longest = max(w.shape[1] for w in windows)
+        frames = min(WINDOW_FRAMES, longest + self._padding_frames)
+        frames += frames % 2  # the encoder's stride-2 convolution
+        return [np.pad(w, ((0, 0), (0, frames - w.shape[1]))) for w in windows]
 
     def _decode(self, windows: list[npt.NDArray[np.float32]]) -> list[_Decode]:
         import ctranslate2

@@ -211,3 +211,55 @@ def test_choose_keeps_the_first_decode_that_passes_else_the_most_probable_varied
     assert silence.silent
     assert looping.needs_fallback
     assert not looping.silent
+
+
+class RecordingEncode:
+    """Stands in for the CTranslate2 model and notes the frames of each encoder input."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.frames: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def encode(self, features: Any, *args: Any, **options: Any) -> Any:
+        self.frames.append(int(features.shape[-1]))
+        return self.model.encode(features, *args, **options)
+
+
+def test_padding_shortens_the_encoder_window_to_the_longest_clip_plus_padding(
+    whisper_model_dir: Path, recording: Recording, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = WhisperEngine(str(whisper_model_dir), device="cpu", padding=2.0)
+    spy = RecordingEncode(engine._whisper.model)
+    monkeypatch.setattr(engine._whisper, "model", spy)
+    first, fourth = sentence(recording, 0), sentence(recording, 3)
+    texts = engine.transcribe([first, fourth])
+    longest_frames = max(  # 10 ms frames; the extractor's last one is dropped
+        engine._whisper.feature_extractor(clip).shape[1] - 1 for clip in (first, fourth)
+    )
+    expected = longest_frames + 200 + (longest_frames % 2)  # + 2 s of 10 ms frames, even
+    assert spy.frames == [expected, expected]  # on CPU: one encoder call per window
+    assert word_error_rate(recording.sentences[0], texts[0]) <= 0.25
+    assert word_error_rate(recording.sentences[3], texts[1]) <= 0.25
+    # A clip over 30 s keeps whole 30 s windows, and so does every clip batched with it.
+    spy.frames.clear()
+    engine.transcribe([fourth, np.concatenate([recording.audio, recording.audio])])
+    assert spy.frames == [3000, 3000, 3000]
+
+
+def test_a_short_window_transcribes_as_well_as_the_full_one(
+    whisper_model_dir: Path,
+    recording: Recording,
+    mixed: list[npt.NDArray[np.float32]],
+) -> None:
+    engine = WhisperEngine(str(whisper_model_dir), device="cpu", padding=5.0)
+    check_mixed_texts(recording, engine.transcribe(mixed))
+    check_mixed_texts(recording, [engine.transcribe([clip])[0] for clip in mixed])
+
+
+def test_load_engine_passes_the_padding_on(whisper_model_dir: Path) -> None:
+    engine = load_engine("whisper", str(whisper_model_dir), "cpu", whisper_padding=3.0)
+    assert isinstance(engine, WhisperEngine)
+    assert engine._padding_frames == 300
