@@ -163,6 +163,7 @@ def create_app(
         runtime.start()
         server.runtime = runtime
         server.sessions.backlog = runtime.pool.backlog_seconds
+        server.sessions.busy = runtime.pool.busy_seconds
         log.info(
             "ready: engine=%s model=%s device=%s",
             runtime.engine.name,

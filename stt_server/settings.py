@@ -171,7 +171,8 @@ class ServerSettings(BaseModel):
         default=4.0,
         ge=0.0,
         description="refuse new sessions (TOO_MANY_SESSIONS, /ready 503) while the engine's "
-        "backlog would delay finals by more than this many seconds (0: no such check)",
+        "backlog would delay finals by more than this many seconds, or one more session would "
+        "keep the engines over 90% busy (0: neither check)",
     )
     idle_timeout: float = Field(
         default=30.0, ge=0.0, description="seconds without a client message"

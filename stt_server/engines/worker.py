@@ -10,6 +10,9 @@ then interims. Batch requests queue like finals but only run when no final waits
 file never delays a live session's finals. Interim requests (tentative text while someone is
 still talking) never wait behind the engine: `try_transcribe` returns None at once when the
 worker is busy, so under load interims thin out and finals stay fast.
+
+Each worker measures its backlog (what a new final would wait) and its utilisation (how much of
+the engine the finals kept busy lately): admission reads both.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -54,6 +58,59 @@ class _Request:
         return len(self.audio) / SAMPLE_RATE
 
 
+def _finals(requests: list[_Request]) -> int:
+    return sum(r.priority is Priority.FINAL for r in requests)
+
+
+class Utilisation:
+    """The engine time finals took lately: the worker thread marks when each batch (or decode
+    step) begins and ends, the event loop asks how much engine time the last seconds held.
+
+    A batch or a decode step counts for the share of the worker's rows (`max_batch_size`) that
+    finals fill: a free row is capacity a new session's chunk can still take, at about the cost
+    of the rows already there on a GPU. (On a CPU a row costs about as much as a batch of one,
+    so a half-full batch is busier than it looks; the backlog rule covers that.) Interims and
+    uploaded files give way to finals (an interim is skipped, a file's chunk waits), so the
+    engine time they take is not time a new session would lack.
+    """
+
+    def __init__(self, keep: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.keep = keep
+        self._clock = clock
+        self._spans: deque[tuple[float, float, float]] = deque()  # (start, end, share), by end
+        self._current: tuple[float, float] | None = None  # (start, share) of the running batch
+        self._lock = threading.Lock()
+
+    def begin(self, start: float, share: float = 1.0) -> None:
+        """The engine starts work at `start` (a time from `clock`), `share` of it for finals:
+        the fraction of the worker's rows that finals fill."""
+        with self._lock:
+            self._current = (start, min(max(share, 0.0), 1.0))
+
+    def end(self, end: float) -> None:
+        """The work begun last ended at `end`."""
+        with self._lock:
+            if self._current is None:
+                return
+            (start, share), self._current = self._current, None
+            if share > 0 and end > start:
+                self._spans.append((start, end, share))
+            while self._spans and self._spans[0][1] < end - self.keep:
+                self._spans.popleft()
+
+    def busy_seconds(self, window: float) -> float:
+        """Engine seconds spent on finals within the last `window` seconds (at most `keep`),
+        the running batch's so far included."""
+        now = self._clock()
+        since = now - min(window, self.keep)
+        with self._lock:
+            spans = list(self._spans)
+            if self._current is not None:
+                start, share = self._current
+                spans.append((start, now, share))
+        return sum((end - max(start, since)) * share for start, end, share in spans if end > since)
+
+
 class InferenceWorker:
     """Serves `await worker.transcribe(audio)` from any session and any event loop."""
 
@@ -79,6 +136,7 @@ class InferenceWorker:
         self._thread = threading.Thread(target=self._run, name=f"inference:{engine.name}")
         # Engine seconds per audio second, smoothed: how fast this worker works off a backlog.
         self._cost = 0.0
+        self.utilisation = Utilisation()
 
     # --- the session side (event loop) ---
 
@@ -194,11 +252,13 @@ class InferenceWorker:
     def _serve(self, batch: list[_Request]) -> None:
         started = time.monotonic()
         self._observe_start(batch, started)
+        self.utilisation.begin(started, _finals(batch) / self.max_batch_size)
         try:
             texts = self.engine.transcribe([r.audio for r in batch])
             if len(texts) != len(batch):
                 raise EngineError(f"engine returned {len(texts)} texts for {len(batch)} inputs")
         except Exception as exc:
+            self.utilisation.end(time.monotonic())
             if len(batch) > 1:  # retry alone, so only the failing request gets the error
                 for request in batch:
                     self._serve([request])
@@ -206,7 +266,9 @@ class InferenceWorker:
             log.exception("engine %s failed on a request", self.engine.name)
             self._resolve(batch[0], EngineError(f"{type(exc).__name__}: {exc}"))
             return
-        self._observe_end(sum(r.seconds for r in batch), time.monotonic() - started)
+        ended = time.monotonic()
+        self.utilisation.end(ended)
+        self._observe_end(sum(r.seconds for r in batch), ended - started)
         for request, text in zip(batch, texts, strict=True):
             self._resolve(request, text)
 
@@ -235,9 +297,13 @@ class InferenceWorker:
                     self._fail(ids, exc)
             if not engine.active:
                 continue
+            with self._cond:
+                finals = _finals(list(self._running.values()))
+            self.utilisation.begin(started, finals / self.max_batch_size)
             try:
                 finished = engine.step()
             except Exception as exc:
+                self.utilisation.end(time.monotonic())
                 log.exception("engine %s failed in a decode step", engine.name)
                 with self._cond:
                     failed = dict(self._running)
@@ -246,6 +312,7 @@ class InferenceWorker:
                 self._fail(failed, exc)
                 continue
             elapsed = time.monotonic() - started
+            self.utilisation.end(started + elapsed)
             metrics.ENGINE_SECONDS.labels(self.device).observe(elapsed)
             for request_id, text in finished:
                 with self._cond:
@@ -332,3 +399,9 @@ class InferencePool:
     def backlog_seconds(self) -> float:
         """Estimated time until a new final would start: the least busy worker's backlog."""
         return min(w.backlog_seconds() for w in self.workers)
+
+    def busy_seconds(self, window: float) -> float:
+        """Engine seconds finals took within the last `window` seconds, per worker: divided by
+        `window`, the share of the pool's capacity in use (each chunk goes to the least loaded
+        worker, so the workers share the load)."""
+        return sum(w.utilisation.busy_seconds(window) for w in self.workers) / len(self.workers)

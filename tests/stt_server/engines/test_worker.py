@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stt_server.engines.base import Audio, EngineError
-from stt_server.engines.worker import InferenceWorker
+from stt_server.engines.worker import InferencePool, InferenceWorker, Utilisation
 from tests.support.engines import ScriptedEngine
 
 
@@ -142,3 +142,113 @@ async def test_an_idle_worker_serves_batch_and_interim_requests() -> None:
         assert await worker.try_transcribe(audio(8)) == "len=8"
     finally:
         worker.stop(5)
+
+
+# --- utilisation ----------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def span(busy: Utilisation, start: float, end: float, share: float = 1.0) -> None:
+    busy.begin(start, share)
+    busy.end(end)
+
+
+def test_utilisation_counts_the_engine_time_within_the_window() -> None:
+    clock = Clock()
+    busy = Utilisation(keep=60.0, clock=clock)
+    assert busy.busy_seconds(10) == 0.0
+    span(busy, 80.0, 82.0)  # before the window
+    span(busy, 89.0, 91.0)  # half in it
+    span(busy, 95.0, 96.0)
+    span(busy, 97.0, 98.0, share=0.25)  # a quarter of a batch's rows were finals
+    assert busy.busy_seconds(10) == pytest.approx(1.0 + 1.0 + 0.25)
+    assert busy.busy_seconds(30) == pytest.approx(2.0 + 2.0 + 1.0 + 0.25)
+    busy.begin(99.0)  # running now: counts so far
+    assert busy.busy_seconds(10) == pytest.approx(2.25 + 1.0)
+    clock.now = 200.0
+    busy.end(200.0)
+    assert busy.busy_seconds(10) == pytest.approx(10.0)
+    clock.now = 300.0
+    assert busy.busy_seconds(10) == 0.0
+
+
+def test_utilisation_forgets_what_is_older_than_it_keeps() -> None:
+    clock = Clock()
+    busy = Utilisation(keep=10.0, clock=clock)
+    span(busy, 50.0, 60.0)
+    span(busy, 99.0, 100.0)
+    span(busy, 100.0, 100.0)  # nothing
+    span(busy, 99.0, 100.0, share=0.0)  # no finals: nothing
+    busy.end(100.0)  # nothing begun
+    # The window is capped at what is kept.
+    assert busy.busy_seconds(100) == pytest.approx(1.0)
+
+
+async def test_a_worker_measures_the_engine_time_of_finals_only() -> None:
+    engine = FakeEngine(delay=0.05)
+    worker = InferenceWorker(engine, max_batch_size=1, max_wait_ms=0)
+    pool = InferencePool([worker])
+    worker.start()
+    try:
+        await worker.transcribe_batch(audio(5))
+        await worker.try_transcribe(audio(6))
+        assert pool.busy_seconds(60) == 0.0
+        await worker.transcribe(audio(7))
+        await worker.transcribe(audio(8))
+    finally:
+        worker.stop(5)
+    assert 0.1 <= pool.busy_seconds(60) < 5.0
+
+
+class CountdownEngine:
+    """A stepped engine: each request takes as many 10 ms steps as its audio has samples."""
+
+    name = "countdown"
+    model = "test"
+    device = "cpu"
+
+    def __init__(self) -> None:
+        self.left: dict[int, int] = {}
+
+    def transcribe(self, batch: list[Audio]) -> list[str]:
+        raise NotImplementedError
+
+    def admit(self, requests: list[tuple[int, Audio]]) -> None:
+        self.left.update((i, clip.size) for i, clip in requests)
+
+    def step(self) -> list[tuple[int, str]]:
+        time.sleep(0.01)
+        self.left = {i: n - 1 for i, n in self.left.items()}
+        done = [i for i, n in self.left.items() if n == 0]
+        for i in done:
+            del self.left[i]
+        return [(i, "done") for i in done]
+
+    def abort(self, request_id: int) -> None:
+        self.left.pop(request_id, None)
+
+    @property
+    def active(self) -> int:
+        return len(self.left)
+
+
+async def test_a_stepped_worker_counts_each_step_for_its_share_of_final_rows() -> None:
+    worker = InferenceWorker(CountdownEngine(), max_batch_size=4)
+    worker.start()
+    try:
+        assert await worker.try_transcribe(audio(5)) == "done"
+        assert worker.utilisation.busy_seconds(60) == 0.0  # interims do not count
+        started = time.monotonic()
+        await asyncio.gather(worker.transcribe(audio(10)), worker.transcribe(audio(10)))
+        elapsed = time.monotonic() - started
+    finally:
+        worker.stop(5)
+    # Two of four rows at most: at most half the time.
+    assert 0.0 < worker.utilisation.busy_seconds(60) <= elapsed / 2
