@@ -315,9 +315,10 @@ def main() -> int:
     parser.add_argument("--peer-tail", type=float, default=3.0)
     parser.add_argument(
         "--server-args",
-        default="--max-backlog 0",
-        help="extra server flags (default: no admission check, which would refuse sessions "
-        "on a loaded CPU and turn a latency figure into a failure count)",
+        default="--max-backlog 0 --max-sessions 1000",
+        help="extra server flags (default: no admission check and room for the sessions that "
+        "linger while each stream reconnects; either would refuse sessions and turn a latency "
+        "figure into a failure count)",
     )
     args = parser.parse_args()
 

@@ -13,7 +13,5 @@ run benchmarks/bench_strops.py
 run benchmarks/bench_vad.py --seconds 5 --sessions 1 10 50
 run benchmarks/bench_streaming_wer.py --fast
 run benchmarks/bench_server_capacity.py --levels 1 50 --seconds 10
-for extra in benchmarks/bench_ttfs.py benchmarks/bench_whisper_batch.py; do
-    # Present once the work that adds them has landed; each has a quick mode.
-    if [[ -f $extra ]]; then run "$extra" --quick; fi
-done
+run benchmarks/bench_ttfs.py --limit 5 --settings baseline flush300
+run benchmarks/bench_whisper_batch.py --sizes 1 4 --clips 4 --repeats 1
