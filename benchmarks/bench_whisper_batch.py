@@ -114,13 +114,14 @@ def main() -> None:
     model = engine._whisper.model
     windows = [engine._windows(clip)[0] for clip in timed_clips]
     for size in args.sizes:
-        features = ctranslate2.StorageView.from_array(np.stack(windows[:size]))
-        encoded = engine._encode(windows[:size])
+        batch = engine._padded(windows[:size])  # as the engine pads a batch (--whisper-padding)
+        features = ctranslate2.StorageView.from_array(np.stack(batch))
+        encoded = engine._encode(batch)
         prompts = [engine._prompt] * size
         options = engine._generate_options()
         phases = [
             fastest(partial(model.encode, features), args.repeats),
-            fastest(partial(engine._encode, windows[:size]), args.repeats),
+            fastest(partial(engine._encode, batch), args.repeats),
             fastest(
                 partial(model.generate, encoded, prompts, beam_size=2, **options), args.repeats
             ),
