@@ -264,13 +264,22 @@ class InferenceWorker:
                     self._serve([request])
                 return
             log.exception("engine %s failed on a request", self.engine.name)
+            self._leave(batch)
             self._resolve(batch[0], EngineError(f"{type(exc).__name__}: {exc}"))
             return
         ended = time.monotonic()
         self.utilisation.end(ended)
         self._observe_end(sum(r.seconds for r in batch), ended - started)
+        self._leave(batch)
         for request, text in zip(batch, texts, strict=True):
             self._resolve(request, text)
+
+    def _leave(self, batch: list[_Request]) -> None:
+        """The batch is out of the engine before its callers wake: an interim asked for the
+        moment a final came back must find the engine idle, not still holding that batch."""
+        with self._cond:
+            for request in batch:
+                self._running.pop(id(request), None)
 
     def _run_stepped(self, engine: SteppedEngine) -> None:
         while True:
