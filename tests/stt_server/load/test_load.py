@@ -140,15 +140,16 @@ async def test_faster_than_real_time_is_held_back_and_memory_stays_bounded(
     idle_tasks = await warm_up(server, short)
     idle_rss = settled_rss()
     peak_rss[0] = idle_rss
-    repeats = 24  # 24 x 25 s: ten minutes of audio, sent as fast as the socket takes it
+    repeats = 48  # 48 x 25 s: twenty minutes of audio, sent as fast as the socket takes it
     one = frames_of(recording.audio)
     ends = [i * len(one) + k for i in range(repeats) for k in end_frames(turn_ends(recording))]
     result = await run_client(server.url, one * repeats, ends, realtime=False, idle_timeout=120)
     assert result.ok, result
     assert result.finals == 3 * repeats
-    # Ten minutes of audio is 19 MB as PCM and 38 MB as float32; a server that buffered what
-    # it could not process yet would grow by that much.
-    assert peak_rss[0] - idle_rss < 16 * MIB, f"peak {(peak_rss[0] - idle_rss) / MIB:.0f} MiB"
+    # Twenty minutes of audio is 37 MiB as PCM and 73 MiB as float32; a server that buffered
+    # what it could not process yet would grow by that much. A bounded one grows by its queues
+    # and the allocator's arenas: 5.8 MiB measured alone, up to 16.4 MiB inside the whole suite.
+    assert peak_rss[0] - idle_rss < 24 * MIB, f"peak {(peak_rss[0] - idle_rss) / MIB:.1f} MiB"
     assert server.wait_for_tasks(idle_tasks) == set()
 
 
