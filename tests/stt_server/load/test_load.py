@@ -148,7 +148,8 @@ async def test_faster_than_real_time_is_held_back_and_memory_stays_bounded(
     assert result.finals == 3 * repeats
     # Twenty minutes of audio is 37 MiB as PCM and 73 MiB as float32; a server that buffered
     # what it could not process yet would grow by that much. A bounded one grows by its queues
-    # and the allocator's arenas: 5.8 MiB measured alone, up to 16.4 MiB inside the whole suite.
+    # and the allocator's arenas: 5.8 MiB alone; ten minutes once
+    # rose 16.4 MiB inside the whole suite.
     assert peak_rss[0] - idle_rss < 24 * MIB, f"peak {(peak_rss[0] - idle_rss) / MIB:.1f} MiB"
     assert server.wait_for_tasks(idle_tasks) == set()
 
