@@ -245,9 +245,7 @@ class InferenceWorker:
                 for request in batch:
                     self._running[id(request)] = request
             if batch:
-                self._serve(batch)
-            with self._cond:
-                self._running.clear()
+                self._serve(batch)  # takes the batch off `_running` before waking its callers
 
     def _serve(self, batch: list[_Request]) -> None:
         started = time.monotonic()
