@@ -38,6 +38,12 @@ own server, in the same run (old vs new):
     .venv/bin/python benchmarks/bench_server_capacity.py --engine whisper --levels 1 2 4 6 8 \
         --variants "--whisper-padding 30" "--whisper-padding 5"
 
+A variant that starts with `@DIR` runs the server of another checkout (`git worktree add DIR
+COMMIT`), so the code before a change and after it are measured in the same run:
+`--variants "@/tmp/old" ""`. With the whisper engine each level also reports, from the
+server's /metrics: engine batches, mean rows per batch, engine seconds per batch (mean), and
+the interims run, interims skipped and fallback decodes.
+
 Prints numbers; asserts nothing.
 """
 
@@ -61,6 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from stt_server.audio import SAMPLE_RATE
 from tests.conftest import REPO, free_port
@@ -177,6 +184,39 @@ def profile_path(path: str, level: int, only: int | None) -> str:
     return str(base.with_name(f"{base.stem}.{level}{base.suffix}"))
 
 
+def engine_counts(port: int) -> dict[str, float]:
+    """The server's engine counters from /metrics (summed over devices)."""
+    wanted = {
+        "stt_inference_batches_total": "batches",
+        "stt_inference_batch_size_sum": "rows",
+        "stt_engine_seconds_sum": "engine_s",
+        "stt_interims_skipped_total": "interims_skipped",
+        "stt_whisper_fallback_decodes_total": "fallbacks",
+    }
+    counts = dict.fromkeys([*wanted.values(), "interims"], 0.0)
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in wanted:
+                counts[wanted[sample.name]] += sample.value
+            elif (
+                sample.name == "stt_inference_queue_wait_seconds_count"
+                and sample.labels.get("priority") == "interim"
+            ):
+                counts["interims"] += sample.value
+    return counts
+
+
+def engine_summary(before: dict[str, float], after: dict[str, float]) -> str:
+    d = {k: after[k] - before[k] for k in after}
+    batches = max(d["batches"], 1.0)
+    return (
+        f"{d['batches']:.0f} batches, {d['rows'] / batches:.2f} rows each, "
+        f"{d['engine_s'] / batches:.3f} s each; interims {d['interims']:.0f} run, "
+        f"{d['interims_skipped']:.0f} skipped; fallback decodes {d['fallbacks']:.0f}"
+    )
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -226,6 +266,10 @@ def main() -> None:
     )
     for variant in args.variants:
         port = free_port()
+        checkout = REPO
+        if variant.startswith("@"):
+            where, _, variant = variant[1:].partition(" ")
+            checkout = Path(where).resolve()
         command = [
             *(sys.executable, "-m", "stt_server", *engine),
             *("--max-batch-size", str(args.max_batch_size)),
@@ -234,9 +278,10 @@ def main() -> None:
             *("--max-backlog", "0"),  # measure falling behind, not the refusals that prevent it
             *variant.split(),
         ]
-        if variant:
-            print(f"\n### variant: {variant}")
-        run_levels(args, command, port, streams, audio_s, whisper)
+        if variant or checkout != REPO:
+            place = f" (server of {checkout})" if checkout != REPO else ""
+            print(f"\n### variant: {variant or 'defaults'}{place}")
+        run_levels(args, command, port, streams, audio_s, whisper, checkout)
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
@@ -248,10 +293,14 @@ def run_levels(
     streams: list[Stream],
     audio_s: float,
     whisper: bool,
+    checkout: Path,
 ) -> None:
     url = f"ws://127.0.0.1:{port}/ws/transcribe"
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
     with tempfile.TemporaryFile(mode="w+") as log:
-        server = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            command, cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         profiler: subprocess.Popen[bytes] | None = None
         try:
             while True:
@@ -293,6 +342,7 @@ def run_levels(
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
+                counts_before = engine_counts(port)
                 cpu_before = cpu_seconds(server.pid)
                 loop_before = thread_cpu_seconds(server.pid)[server.pid]
                 wall = time.monotonic()
@@ -341,6 +391,12 @@ def run_levels(
                 )
                 for failure in {r.failure for r in results if r.failure}:
                     print(f"      failure: {failure}")
+                if whisper:
+                    extra = sum(r.extra_finals for r in results)
+                    print(
+                        f"      engine: {engine_summary(counts_before, engine_counts(port))}; "
+                        f"finals inside a turn or in its silence: {extra}"
+                    )
                 time.sleep(2)
             if whisper:
                 print(

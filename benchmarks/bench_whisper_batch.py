@@ -118,7 +118,7 @@ def main() -> None:
         features = ctranslate2.StorageView.from_array(np.stack(batch))
         encoded = engine._encode(batch)
         prompts = [engine._prompt] * size
-        options = engine._generate_options()
+        options = engine._generate_options(engine._max_length(max(w.shape[1] for w in windows)))
         phases = [
             fastest(partial(model.encode, features), args.repeats),
             fastest(partial(engine._encode, batch), args.repeats),

@@ -81,7 +81,12 @@ QUEUE_WAIT = Histogram(
 )
 INTERIMS_SKIPPED = Counter(
     "stt_interims_skipped",
-    "Interim decodes skipped because the engine was busy",
+    "Interim decodes skipped because the engine was busy, or kept busy by finals lately",
+    registry=REGISTRY,
+)
+WHISPER_FALLBACKS = Counter(
+    "stt_whisper_fallback_decodes",
+    "Whisper windows decoded again at a higher temperature (repetitive or improbable text)",
     registry=REGISTRY,
 )
 FINAL_LATENCY = Histogram(

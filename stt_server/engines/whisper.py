@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from stt_server import metrics
 from stt_server.audio import SAMPLE_RATE
 from stt_server.engines.base import Audio, EngineLoadError
 
@@ -37,6 +38,12 @@ WINDOW_SAMPLES = WINDOW_FRAMES * HOP_SAMPLES
 SILENCE_PEAK = 1e-3
 # Decoder positions; the prompt and the generated tokens share them.
 MAX_LENGTH = 448
+# Tokens a window may generate: at most this many per second of its audio, plus a margin. Fast
+# English speech is about 5 words (7 tokens) a second; a decoder stuck in a loop would otherwise
+# run to MAX_LENGTH, and each fallback samples `BEST_OF` such loops (tens of seconds on a CPU,
+# holding the one inference thread while every session's finals wait).
+TOKENS_PER_SECOND = 12
+TOKEN_MARGIN = 32
 
 # faster-whisper's (and openai-whisper's) defaults, which the per-clip path used.
 # A window needs a second decode when its text is this repetitive (zlib ratio) ...
@@ -159,8 +166,9 @@ class WhisperEngine:
                 owners.append(index)
         texts: list[list[str]] = [[] for _ in batch]
         if windows:
+            max_length = self._max_length(max(w.shape[1] for w in windows))
             windows = self._padded(windows)
-            for owner, decode in zip(owners, self._decode(windows), strict=True):
+            for owner, decode in zip(owners, self._decode(windows, max_length), strict=True):
                 if decode.text and not decode.silent:
                     texts[owner].append(decode.text)
         return [" ".join(parts) for parts in texts]
@@ -191,7 +199,14 @@ class WhisperEngine:
         frames += frames % 2  # the encoder's stride-2 convolution
         return [np.pad(w, ((0, 0), (0, frames - w.shape[1]))) for w in windows]
 
-    def _decode(self, windows: list[npt.NDArray[np.float32]]) -> list[_Decode]:
+    def _max_length(self, frames: int) -> int:
+        """Decoder positions for windows of at most `frames` feature frames: the prompt and the
+        tokens that much speech can hold (`TOKENS_PER_SECOND`), at most Whisper's 448."""
+        seconds = frames * HOP_SAMPLES / SAMPLE_RATE
+        tokens = TOKEN_MARGIN + int(np.ceil(TOKENS_PER_SECOND * seconds))
+        return min(MAX_LENGTH, len(self._prompt) + tokens)
+
+    def _decode(self, windows: list[npt.NDArray[np.float32]], max_length: int) -> list[_Decode]:
         import ctranslate2
 
         model = self._whisper.model
@@ -202,10 +217,11 @@ class WhisperEngine:
             encoded,
             [self._prompt] * len(windows),
             beam_size=self._beam_size,
-            **self._generate_options(),
+            **self._generate_options(max_length),
         )
         for temperature in (None, *FALLBACK_TEMPERATURES):
             if temperature is not None:
+                metrics.WHISPER_FALLBACKS.inc(len(pending))
                 # Rare (noise, loops); these windows are encoded again rather than sliced out
                 # of `encoded`, which may live on the GPU.
                 subset = np.ascontiguousarray(np.stack([windows[i] for i in pending]))
@@ -216,7 +232,7 @@ class WhisperEngine:
                     num_hypotheses=BEST_OF,
                     sampling_topk=0,
                     sampling_temperature=temperature,
-                    **self._generate_options(),
+                    **self._generate_options(max_length),
                 )
             for index, result in zip(pending, results, strict=True):
                 decodes[index].append(self._score(result))
@@ -242,9 +258,9 @@ class WhisperEngine:
         ]
         return ctranslate2.StorageView.from_array(np.concatenate(encoded))
 
-    def _generate_options(self) -> dict[str, object]:
+    def _generate_options(self, max_length: int) -> dict[str, object]:
         return {
-            "max_length": MAX_LENGTH,
+            "max_length": max_length,
             "return_scores": True,
             "return_no_speech_prob": True,
             "suppress_blank": True,

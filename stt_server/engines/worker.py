@@ -9,7 +9,8 @@ Three priorities: finals (a live turn's chunks), then batch work (chunks of an u
 then interims. Batch requests queue like finals but only run when no final waits, so a long
 file never delays a live session's finals. Interim requests (tentative text while someone is
 still talking) never wait behind the engine: `try_transcribe` returns None at once when the
-worker is busy, so under load interims thin out and finals stay fast.
+worker is busy, or (a batch engine) when finals kept it busy most of the last seconds, so under
+load interims thin out and finals stay fast.
 
 Each worker measures its backlog (what a new final would wait) and its utilisation (how much of
 the engine the finals kept busy lately): admission reads both.
@@ -35,6 +36,15 @@ from stt_server.engines.base import Engine, EngineError, SteppedEngine
 log = logging.getLogger(__name__)
 
 _STOPPED = "the inference worker has stopped"
+
+# On an engine that runs one batch at a time (a CPU) an interim is a whole decode that cannot be
+# interrupted: started the moment the engine is idle, it holds the engine when the next final
+# comes. Once finals kept the engine busy for more than INTERIM_BUSY_LIMIT of the last
+# INTERIM_WINDOW seconds, the next final would likely come during it (at a share f of busy time,
+# with probability about 1 - e^-f), so interims stop until the load falls. A stepped engine needs
+# no such rule: an interim there takes a free row and leaves the finals' rows alone.
+INTERIM_WINDOW = 10.0
+INTERIM_BUSY_LIMIT = 0.5
 
 
 class Priority(StrEnum):
@@ -137,6 +147,9 @@ class InferenceWorker:
         # Engine seconds per audio second, smoothed: how fast this worker works off a backlog.
         self._cost = 0.0
         self.utilisation = Utilisation()
+        # Wall time of the batches that held a final, whatever their size: what an interim on a
+        # batch engine would have been in the way of.
+        self.final_time = Utilisation()
 
     # --- the session side (event loop) ---
 
@@ -159,9 +172,14 @@ class InferenceWorker:
         return await self._submit(audio, Priority.BATCH)
 
     async def try_transcribe(self, audio: Audio) -> str | None:
-        """The text of `audio`, or None at once if the engine is busy (interims only)."""
+        """The text of `audio`, or None at once if the engine is busy or, for a batch engine,
+        was kept busy by finals lately (interims only)."""
         with self._cond:
             busy = self._busy()
+        if not busy and not isinstance(self.engine, SteppedEngine):
+            busy = (
+                self.final_time.busy_seconds(INTERIM_WINDOW) > INTERIM_BUSY_LIMIT * INTERIM_WINDOW
+            )
         if busy:
             metrics.INTERIMS_SKIPPED.inc()
             return None
@@ -250,13 +268,16 @@ class InferenceWorker:
     def _serve(self, batch: list[_Request]) -> None:
         started = time.monotonic()
         self._observe_start(batch, started)
-        self.utilisation.begin(started, _finals(batch) / self.max_batch_size)
+        finals = _finals(batch)
+        self.utilisation.begin(started, finals / self.max_batch_size)
+        self.final_time.begin(started, 1.0 if finals else 0.0)
         try:
             texts = self.engine.transcribe([r.audio for r in batch])
             if len(texts) != len(batch):
                 raise EngineError(f"engine returned {len(texts)} texts for {len(batch)} inputs")
         except Exception as exc:
             self.utilisation.end(time.monotonic())
+            self.final_time.end(time.monotonic())
             if len(batch) > 1:  # retry alone, so only the failing request gets the error
                 for request in batch:
                     self._serve([request])
@@ -267,6 +288,7 @@ class InferenceWorker:
             return
         ended = time.monotonic()
         self.utilisation.end(ended)
+        self.final_time.end(ended)
         self._observe_end(sum(r.seconds for r in batch), ended - started)
         self._leave(batch)
         for request, text in zip(batch, texts, strict=True):

@@ -7,6 +7,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from stt_server import metrics
 from stt_server.engines import EngineLoadError, load_engine, whisper
 from stt_server.engines.whisper import WhisperEngine, _Decode, choose, compression_ratio
 from stt_server.engines.whisper_assets import assemble, main
@@ -158,19 +159,25 @@ def test_clip_over_30_seconds_is_transcribed_in_30_second_windows(
     assert texts == whisper_engine._transcribe_per_clip([short, long])
 
 
+def fallback_count() -> float:
+    return metrics.REGISTRY.get_sample_value("stt_whisper_fallback_decodes_total") or 0.0
+
+
 class RecordingGenerate:
-    """Stands in for the CTranslate2 model and notes each `generate` call's batch size and
-    sampling temperature (None for beam search)."""
+    """Stands in for the CTranslate2 model and notes each `generate` call's batch size,
+    sampling temperature (None for beam search) and length bound."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
         self.calls: list[tuple[int, float | None]] = []
+        self.max_lengths: list[int] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
 
     def generate(self, features: Any, prompts: list[list[int]], **options: Any) -> Any:
         self.calls.append((len(prompts), options.get("sampling_temperature")))
+        self.max_lengths.append(options["max_length"])
         return self.model.generate(features, prompts, **options)
 
 
@@ -184,12 +191,35 @@ def test_windows_that_fail_the_checks_are_decoded_again_at_rising_temperatures(
     spy = RecordingGenerate(whisper_engine._whisper.model)
     monkeypatch.setattr(whisper_engine._whisper, "model", spy)
     batch = [sentence(recording, 0), np.full(RATE, 0.02, np.float32), sentence(recording, 3)]
+    fallbacks = fallback_count()
     texts = whisper_engine.transcribe(batch)
     assert spy.calls == [(3, None), (2, 0.2), (2, 0.4)]
+    assert fallback_count() - fallbacks == 4
     # The most probable of the three decodes is kept: still the sentence.
     assert word_error_rate(recording.sentences[0], texts[0]) <= 0.25
     assert texts[1] == ""
     assert word_error_rate(recording.sentences[3], texts[2]) <= 0.25
+
+
+def test_a_decode_may_not_run_past_what_its_audio_can_hold(
+    whisper_engine: WhisperEngine, recording: Recording, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A decoder stuck in a loop runs to its length bound, on every fallback too: the bound
+    # follows the longest clip of the batch (12 tokens a second and a margin of 32), not
+    # Whisper's 448 positions.
+    monkeypatch.setattr(whisper, "LOG_PROB_THRESHOLD", 0.0)  # every window falls back
+    monkeypatch.setattr(whisper, "FALLBACK_TEMPERATURES", (0.2,))
+    spy = RecordingGenerate(whisper_engine._whisper.model)
+    monkeypatch.setattr(whisper_engine._whisper, "model", spy)
+    short, longer = sentence(recording, 0), sentence(recording, 3)
+    frames = max(w.shape[1] for clip in (short, longer) for w in whisper_engine._windows(clip))
+    texts = whisper_engine.transcribe([short, longer])
+    bound = len(whisper_engine._prompt) + 32 + int(np.ceil(12 * frames / 100))
+    assert spy.max_lengths == [bound, bound]
+    assert bound < 448
+    assert word_error_rate(recording.sentences[0], texts[0]) <= 0.25
+    # A window of 30 s (the most one window holds) stays within Whisper's positions.
+    assert whisper_engine._max_length(3000) == len(whisper_engine._prompt) + 32 + 360 <= 448
 
 
 def test_compression_ratio_flags_a_decoder_loop() -> None:

@@ -207,6 +207,28 @@ async def test_a_worker_measures_the_engine_time_of_finals_only() -> None:
     assert 0.1 <= pool.busy_seconds(60) < 5.0
 
 
+async def test_interims_stop_while_finals_kept_a_batch_engine_busy() -> None:
+    engine = FakeEngine()
+    worker = InferenceWorker(engine, max_batch_size=1, max_wait_ms=0)
+    worker.start()
+    try:
+        assert await worker.transcribe(audio(1)) == "len=1"
+        now = time.monotonic()
+        # Finals held the engine 6 of the last 10 s: an interim now would likely be in the way
+        # of the next one, so it is skipped though the engine is idle this moment.
+        span(worker.final_time, now - 8.0, now - 2.0)
+        assert worker.load == 0
+        assert await worker.try_transcribe(audio(2)) is None
+        assert engine.calls == 1
+        # Once they are older than the window, interims run again.
+        worker.final_time = Utilisation()
+        span(worker.final_time, now - 16.0, now - 11.0)
+        span(worker.final_time, now - 4.0, now - 1.0)  # 3 of the last 10 s
+        assert await worker.try_transcribe(audio(3)) == "len=3"
+    finally:
+        worker.stop(5)
+
+
 class CountdownEngine:
     """A stepped engine: each request takes as many 10 ms steps as its audio has samples."""
 

@@ -2,7 +2,10 @@
 
 Each client streams a recording in binary 20 ms frames at real-time pace (or as fast as the
 socket takes them) and times every turn: from the moment the frame holding the turn's last
-spoken sample was sent to the arrival of the turn's final segment.
+spoken sample was sent to the arrival of the turn's final segment. A final that arrives before
+the next turn's last spoken sample was sent is not that turn's: the server ended a turn inside
+the speech, or made one of noise. It is counted apart (`extra_finals`) and the turns after it
+are still timed against their own finals.
 
     python -m tests.stt_server.load.loadgen --url ws://127.0.0.1:15751/ws/transcribe \
         --clients 100 [--seconds 30] [--stagger 3]
@@ -30,7 +33,8 @@ from stt_server.audio import SAMPLE_RATE, encode_pcm16
 @dataclass
 class ClientResult:
     expected_finals: int
-    finals: int = 0
+    finals: int = 0  # finals matched to a turn
+    extra_finals: int = 0  # finals before the next turn's speech had ended
     segments: int = 0
     errors: list[str] = field(default_factory=list)  # error codes the server sent
     failure: str | None = None  # the connection failed (not a clean end)
@@ -91,14 +95,12 @@ async def run_client(
                     if "code" in message:
                         result.errors.append(str(message["code"]))
                     elif message.get("isFinal"):
-                        turn = (
-                            turn_end_frames[result.finals]
-                            if result.finals < len(turn_end_frames)
-                            else -1
-                        )
+                        turn = turn_end_frames[result.finals]
                         if turn in sent_at:
                             result.latencies.append(now - sent_at[turn])
-                        result.finals += 1
+                            result.finals += 1
+                        else:
+                            result.extra_finals += 1
                         result.segments += 1
                     else:
                         result.segments += 1
