@@ -128,6 +128,11 @@ def main() -> int:
     parser.add_argument("--small-gap", type=float, default=0.3)
     parser.add_argument("--query", default="", help="extra session settings (a=1&b=2)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N recordings")
+    parser.add_argument(
+        "--server-args",
+        default="",
+        help="extra server flags (--whisper-padding 5); whole files stay at Whisper's 30 s window",
+    )
     args = parser.parse_args()
 
     utterances = load_utterances()
@@ -136,11 +141,13 @@ def main() -> int:
     refs = [u.reference for u in utterances]
     model_dir = assemble(REPO / "models" / "whisper-base")
     command = [sys.executable, "-m", "stt_server", "--engine", "whisper", "--model", str(model_dir)]
+    command += args.server_args.split()
     print(
         f"date: {datetime.datetime.now():%Y-%m-%d %H:%M}  machine: {platform.machine()}, "
         f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.2f}"
     )
-    print(f"engine: whisper-base (CTranslate2 int8, CPU); {len(utterances)} real recordings\n")
+    print(f"engine: whisper-base (CTranslate2 int8, CPU); {len(utterances)} real recordings")
+    print(f"server flags: {args.server_args or '(defaults)'}\n")
 
     if args.large_gaps:
         clean = [(u.audio, SAMPLE_RATE) for u in utterances]

@@ -114,11 +114,13 @@ def main() -> None:
     model = engine._whisper.model
     windows = [engine._windows(clip)[0] for clip in timed_clips]
     for size in args.sizes:
-        batch = engine._padded(windows[:size])  # as the engine pads a batch (--whisper-padding)
+        # As the engine pads (--whisper-padding); the clips' lengths differ, so to one length here.
+        frames = max(engine._padded_length(w.shape[1]) for w in windows[:size])
+        batch = [engine._pad(w, frames) for w in windows[:size]]
         features = ctranslate2.StorageView.from_array(np.stack(batch))
         encoded = engine._encode(batch)
         prompts = [engine._prompt] * size
-        options = engine._generate_options(engine._max_length(max(w.shape[1] for w in windows)))
+        options = engine._generate_options(engine._max_length(frames))
         phases = [
             fastest(partial(model.encode, features), args.repeats),
             fastest(partial(engine._encode, batch), args.repeats),

@@ -1,13 +1,15 @@
 """faster-whisper (CTranslate2) engine: for CPU hosts and the end-to-end tests.
 
-A batch is transcribed with one decoder call for all its clips: each clip is cut into 30 s
-windows of log-mel features (the only input length Whisper was trained on), the windows of all
-clips are encoded (in one call on a GPU, one call per window on CPU, which costs less there) and
-decoded together with one beam search. The
-decoding rules are faster-whisper's `WhisperModel.transcribe` defaults, so a clip gives the text
-it gives alone: temperature fallback for repetitive or improbable windows, and a window that
-looks like silence (high no-speech probability, low log probability) gives no text. Windows of
-near-digital silence are not decoded at all.
+A batch is transcribed with one decoder call per window length: each clip is cut into 30 s
+windows of log-mel features (the only input length Whisper was trained on), each window is
+padded with silence (to the whole 30 s, or with `padding` to its own length plus that much,
+rounded up to `PAD_STEP` s), and the windows of one length are encoded (in one call on a GPU,
+one call per window on CPU, which costs less there) and decoded together with one beam search.
+A window's length depends on its own audio only, never on the other clips of its batch, so a
+clip gives the text it gives alone. The decoding rules are faster-whisper's
+`WhisperModel.transcribe` defaults: temperature fallback for repetitive or improbable windows,
+and a window that looks like silence (high no-speech probability, low log probability) gives no
+text. Windows of near-digital silence are not decoded at all.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ WINDOW_SAMPLES = WINDOW_FRAMES * HOP_SAMPLES
 # A window whose peak is below -60 dBFS is not decoded: Whisper says "you" for several seconds of
 # digital silence with a log probability too high for the no-speech rule below to drop it.
 SILENCE_PEAK = 1e-3
+# With `padding` under 30 s, window lengths are rounded up to a multiple of this (frames): windows
+# of one length share a decoder call, and more of them do with a coarser step.
+PAD_STEP_FRAMES = 200
 # Decoder positions; the prompt and the generated tokens share them.
 MAX_LENGTH = 448
 # Tokens a window may generate: at most this many per second of its audio, plus a margin. Fast
@@ -164,13 +169,19 @@ class WhisperEngine:
             for window in self._windows(np.asarray(audio, dtype=np.float32)):
                 windows.append(window)
                 owners.append(index)
+        lengths: dict[int, list[int]] = {}  # padded length → windows (indices), in order
+        for index, window in enumerate(windows):
+            lengths.setdefault(self._padded_length(window.shape[1]), []).append(index)
+        decodes: dict[int, _Decode] = {}
+        for frames, indices in lengths.items():
+            padded = [self._pad(windows[i], frames) for i in indices]
+            results = self._decode(padded, self._max_length(frames))
+            decodes.update(zip(indices, results, strict=True))
         texts: list[list[str]] = [[] for _ in batch]
-        if windows:
-            max_length = self._max_length(max(w.shape[1] for w in windows))
-            windows = self._padded(windows)
-            for owner, decode in zip(owners, self._decode(windows, max_length), strict=True):
-                if decode.text and not decode.silent:
-                    texts[owner].append(decode.text)
+        for index, owner in enumerate(owners):
+            decode = decodes[index]
+            if decode.text and not decode.silent:
+                texts[owner].append(decode.text)
         return [" ".join(parts) for parts in texts]
 
     def _windows(self, audio: Audio) -> list[npt.NDArray[np.float32]]:
@@ -189,19 +200,22 @@ class WhisperEngine:
             windows.append(features[:, start : start + WINDOW_FRAMES].astype(np.float32))
         return windows
 
-    def _padded(self, windows: list[npt.NDArray[np.float32]]) -> list[npt.NDArray[np.float32]]:
-        """Every window zero-padded to one length: the longest window plus `padding`, at most
-        the 30 s window. The decoder takes the batch as one tensor, so all windows share the
-        length; silence at the end is what Whisper saw in training, and the encoder's cost
-        grows with the length (a 5 s chunk in a full window pays for 30 s)."""
-        longest = max(w.shape[1] for w in windows)
-        frames = min(WINDOW_FRAMES, longest + self._padding_frames)
-        frames += frames % 2  # the encoder's stride-2 convolution
-        return [np.pad(w, ((0, 0), (0, frames - w.shape[1]))) for w in windows]
+    def _padded_length(self, frames: int) -> int:
+        """The length a window of `frames` is padded to: `padding` more, rounded up to
+        `PAD_STEP_FRAMES`, at most the 30 s window. Silence at the end is what Whisper saw in
+        training, and the encoder's cost grows with the length (a 5 s chunk in a full window
+        pays for 30 s). The step is even, as the encoder's stride-2 convolution needs."""
+        wanted = frames + self._padding_frames
+        return min(WINDOW_FRAMES, -(-wanted // PAD_STEP_FRAMES) * PAD_STEP_FRAMES)
+
+    @staticmethod
+    def _pad(window: npt.NDArray[np.float32], frames: int) -> npt.NDArray[np.float32]:
+        return np.pad(window, ((0, 0), (0, frames - window.shape[1])))
 
     def _max_length(self, frames: int) -> int:
-        """Decoder positions for windows of at most `frames` feature frames: the prompt and the
-        tokens that much speech can hold (`TOKENS_PER_SECOND`), at most Whisper's 448."""
+        """Decoder positions for windows padded to `frames` feature frames: the prompt and the
+        tokens that much audio can hold (`TOKENS_PER_SECOND`), at most Whisper's 448. It follows
+        the padded length, so it too depends on a window's own audio only."""
         seconds = frames * HOP_SAMPLES / SAMPLE_RATE
         tokens = TOKEN_MARGIN + int(np.ceil(TOKENS_PER_SECOND * seconds))
         return min(MAX_LENGTH, len(self._prompt) + tokens)

@@ -202,24 +202,25 @@ def test_windows_that_fail_the_checks_are_decoded_again_at_rising_temperatures(
 
 
 def test_a_decode_may_not_run_past_what_its_audio_can_hold(
-    whisper_engine: WhisperEngine, recording: Recording, monkeypatch: pytest.MonkeyPatch
+    whisper_model_dir: Path, recording: Recording, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A decoder stuck in a loop runs to its length bound, on every fallback too: the bound
-    # follows the longest clip of the batch (12 tokens a second and a margin of 32), not
+    # follows the window's padded length (12 tokens a second and a margin of 32), not
     # Whisper's 448 positions.
+    engine = WhisperEngine(str(whisper_model_dir), device="cpu", padding=2.0)
     monkeypatch.setattr(whisper, "LOG_PROB_THRESHOLD", 0.0)  # every window falls back
     monkeypatch.setattr(whisper, "FALLBACK_TEMPERATURES", (0.2,))
-    spy = RecordingGenerate(whisper_engine._whisper.model)
-    monkeypatch.setattr(whisper_engine._whisper, "model", spy)
-    short, longer = sentence(recording, 0), sentence(recording, 3)
-    frames = max(w.shape[1] for clip in (short, longer) for w in whisper_engine._windows(clip))
-    texts = whisper_engine.transcribe([short, longer])
-    bound = len(whisper_engine._prompt) + 32 + int(np.ceil(12 * frames / 100))
+    spy = RecordingGenerate(engine._whisper.model)
+    monkeypatch.setattr(engine._whisper, "model", spy)
+    clip = sentence(recording, 0)
+    (window,) = engine._windows(clip)
+    texts = engine.transcribe([clip])
+    bound = len(engine._prompt) + 32 + 12 * padded(window.shape[1], 200) // 100
     assert spy.max_lengths == [bound, bound]
     assert bound < 448
     assert word_error_rate(recording.sentences[0], texts[0]) <= 0.25
     # A window of 30 s (the most one window holds) stays within Whisper's positions.
-    assert whisper_engine._max_length(3000) == len(whisper_engine._prompt) + 32 + 360 <= 448
+    assert engine._max_length(3000) == len(engine._prompt) + 32 + 360 <= 448
 
 
 def test_compression_ratio_flags_a_decoder_loop() -> None:
@@ -258,7 +259,11 @@ class RecordingEncode:
         return self.model.encode(features, *args, **options)
 
 
-def test_padding_shortens_the_encoder_window_to_the_longest_clip_plus_padding(
+def padded(frames: int, padding_frames: int) -> int:
+    return min(3000, -(-(frames + padding_frames) // 200) * 200)  # 2 s steps, at most 30 s
+
+
+def test_padding_shortens_each_window_to_its_own_length_plus_padding(
     whisper_model_dir: Path, recording: Recording, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = WhisperEngine(str(whisper_model_dir), device="cpu", padding=2.0)
@@ -266,17 +271,30 @@ def test_padding_shortens_the_encoder_window_to_the_longest_clip_plus_padding(
     monkeypatch.setattr(engine._whisper, "model", spy)
     first, fourth = sentence(recording, 0), sentence(recording, 3)
     texts = engine.transcribe([first, fourth])
-    longest_frames = max(  # 10 ms frames; the extractor's last one is dropped
+    frames = [  # 10 ms frames; the extractor's last one is dropped
         engine._whisper.feature_extractor(clip).shape[1] - 1 for clip in (first, fourth)
-    )
-    expected = longest_frames + 200 + (longest_frames % 2)  # + 2 s of 10 ms frames, even
-    assert spy.frames == [expected, expected]  # on CPU: one encoder call per window
+    ]
+    assert sorted(spy.frames) == sorted(padded(f, 200) for f in frames)  # one call per window
     assert word_error_rate(recording.sentences[0], texts[0]) <= 0.25
     assert word_error_rate(recording.sentences[3], texts[1]) <= 0.25
-    # A clip over 30 s keeps whole 30 s windows, and so does every clip batched with it.
+    # A clip over 30 s is cut into whole 30 s windows and a last one of its own length.
     spy.frames.clear()
-    engine.transcribe([fourth, np.concatenate([recording.audio, recording.audio])])
-    assert spy.frames == [3000, 3000, 3000]
+    long = np.concatenate([recording.audio, recording.audio])
+    engine.transcribe([long])
+    rest = engine._whisper.feature_extractor(long).shape[1] - 1 - 3000
+    assert spy.frames == [3000, padded(rest, 200)]
+
+
+def test_a_clip_gives_the_same_text_whatever_it_is_batched_with(
+    whisper_model_dir: Path, recording: Recording
+) -> None:
+    # With a short padding, each window's length follows its own audio: a short clip batched
+    # with a long one is not padded to the long one's length (which would change its text).
+    engine = WhisperEngine(str(whisper_model_dir), device="cpu", padding=5.0)
+    short, whole = sentence(recording, 1), recording.audio
+    alone = engine.transcribe([short])
+    assert engine.transcribe([whole, short, short])[1:] == alone * 2
+    assert engine.transcribe([short, whole])[0] == alone[0]
 
 
 def test_a_short_window_transcribes_as_well_as_the_full_one(
