@@ -17,8 +17,9 @@ from pydantic.fields import FieldInfo
 
 from stt_server.admission import Sessions
 from stt_server.app import create_app
-from stt_server.engines import EngineLoadError, load_engine
+from stt_server.engines import EngineLoadError
 from stt_server.logs import redact_tokens_in_logs
+from stt_server.runtime import load_engines
 from stt_server.serve import serve
 from stt_server.settings import ServerSettings, SessionSettings, describe
 
@@ -108,15 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "loading engine=%s model=%s device=%s", settings.engine, settings.model, settings.device
     )
     try:
-        engines = [
-            load_engine(
-                settings.engine,
-                settings.model,
-                device.strip(),
-                whisper_padding=settings.whisper_padding,
-            )
-            for device in settings.device.split(",")
-        ]
+        engines = load_engines(settings)
     except EngineLoadError as exc:
         print(f"stt-server: cannot start: {exc}", file=sys.stderr)
         return 2

@@ -136,15 +136,23 @@ class ServerSettings(BaseModel):
     device: str = Field(
         default="auto",
         pattern=r"^(auto|(cpu|cuda)(:\d+)?(,(cpu|cuda)(:\d+)?)*)$",
-        description="auto: cuda when available; a comma-separated list (cuda:0,cuda:1) loads "
-        "one engine per device, and each chunk goes to the least loaded",
+        description="auto: cuda when available, else (whisper) one engine per core, at most 4; "
+        "a comma-separated list (cuda:0,cuda:1 or cpu,cpu) loads one engine per device, and "
+        "each chunk goes to the least loaded",
     )
     whisper_padding: float = Field(
-        default=30.0,
+        default=10.0,
         ge=0.0,
         le=30.0,
-        description="whisper: seconds of silence the encoder sees after the longest clip of a "
-        "batch (30: Whisper's whole 30 s window, as faster-whisper; less costs less CPU)",
+        description="whisper: seconds of silence the encoder sees after each clip (30: "
+        "Whisper's whole 30 s window, as faster-whisper; less costs less CPU)",
+    )
+    cpu_threads: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="whisper on a CPU: threads per engine (0: the cores shared among the CPU "
+        "engines)",
     )
     max_batch_size: int = Field(default=8, ge=1, le=1024, description="chunks per inference batch")
     batch_wait_ms: float = Field(

@@ -71,7 +71,12 @@ def choose_engine(engine: str, model: str | None, device: str) -> tuple[str, str
 
 
 def load_engine(
-    name: str, model: str | None, device: str, *, whisper_padding: float = 30.0
+    name: str,
+    model: str | None,
+    device: str,
+    *,
+    whisper_padding: float = 30.0,
+    cpu_threads: int = 0,
 ) -> Engine:
     """Load an engine by name (`auto` resolved first); raises `EngineLoadError` with advice."""
     device = resolve_device(device)
@@ -84,7 +89,7 @@ def load_engine(
 
         if model is None:
             model = str(assemble(cache_dir() / "whisper-base"))
-        return WhisperEngine(model, device=device, padding=whisper_padding)
+        return WhisperEngine(model, device=device, padding=whisper_padding, cpu_threads=cpu_threads)
     if chosen == "canary-qwen":
         from stt_server.engines.canary_qwen import CanaryQwenEngine
 

