@@ -21,9 +21,10 @@ from stt_server.stages.silero import SileroModel, VadBatcher
 log = logging.getLogger(__name__)
 
 # `--device auto` on a host without a GPU, serving whisper: one engine per core, at most this
-# many. whisper-base keeps one core busy well and two poorly (on the 2-core dev machine one
-# decode took 0.44 s on one thread and 0.63 s on two), so engines side by side, one thread each,
-# carry more streams than one engine with every thread (BENCHMARKS.md, "Whisper engine").
+# many. whisper-base keeps one core busy well and two poorly (on the 2-core dev machine a
+# decode at one stream took 0.44 s on one thread and 0.63 s on two), so engines side by side,
+# one thread each, carry more streams than one engine with every thread (BENCHMARKS.md,
+# "Whisper engine").
 MAX_CPU_ENGINES = 4
 
 

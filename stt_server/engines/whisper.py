@@ -3,7 +3,7 @@
 A batch is transcribed with one decoder call per window length: each clip is cut into 30 s
 windows of log-mel features (the only input length Whisper was trained on), each window is
 padded with silence (to the whole 30 s, or with `padding` to its own length plus that much,
-rounded up to `PAD_STEP` s), and the windows of one length are encoded (in one call on a GPU,
+rounded up to 2 s steps), and the windows of one length are encoded (in one call on a GPU,
 one call per window on CPU, which costs less there) and decoded together with one beam search.
 A window's length depends on its own audio only, never on the other clips of its batch, so a
 clip gives the text it gives alone. The decoding rules are faster-whisper's
@@ -45,8 +45,8 @@ PAD_STEP_FRAMES = 200
 MAX_LENGTH = 448
 # Tokens a window may generate: at most this many per second of its audio, plus a margin. Fast
 # English speech is about 5 words (7 tokens) a second; a decoder stuck in a loop would otherwise
-# run to MAX_LENGTH, and each fallback samples `BEST_OF` such loops (tens of seconds on a CPU,
-# holding the one inference thread while every session's finals wait).
+# run to MAX_LENGTH, and each fallback samples `BEST_OF` such loops, holding its inference
+# thread while the finals queued behind it wait.
 TOKENS_PER_SECOND = 12
 TOKEN_MARGIN = 32
 
