@@ -66,13 +66,16 @@ async def run_client(
     realtime: bool = True,
     start_delay: float = 0.0,
     idle_timeout: float = 30.0,
+    ping_interval: float | None = 20.0,
 ) -> ClientResult:
     result = ClientResult(expected_finals=len(turn_end_frames))
     await asyncio.sleep(start_delay)
     sent_at: dict[int, float] = {}
     ends = set(turn_end_frames)
     try:
-        async with websockets.connect(url, max_size=None, open_timeout=60) as ws:
+        async with websockets.connect(
+            url, max_size=None, open_timeout=60, ping_interval=ping_interval
+        ) as ws:
 
             async def send() -> None:
                 start = time.monotonic()
