@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from stt_server.app import create_app
 from stt_server.engines.whisper import WhisperEngine
 from stt_server.engines.whisper_assets import assemble
+from stt_server.runtime import load_engines
 from stt_server.settings import ServerSettings, SessionSettings
 from tests.stt_server.speech import Recording, make_recording
 
@@ -73,16 +74,23 @@ def whisper_engine(whisper_model_dir: Path) -> WhisperEngine:
 
 
 @pytest.fixture(scope="session")
-def server_settings() -> ServerSettings:
+def server_settings(whisper_model_dir: Path) -> ServerSettings:
+    """The server's defaults (engines, devices, padding: what `stt-server` loads on this host
+    without a GPU) with the whisper-base model here and a smaller message limit."""
     return ServerSettings(
-        engine="whisper", device="cpu", max_message_bytes=256 * 1024, session=SessionSettings()
+        engine="whisper",
+        model=str(whisper_model_dir),
+        max_message_bytes=256 * 1024,
+        session=SessionSettings(),
     )
 
 
 @pytest.fixture(scope="session")
-def whisper_server(whisper_engine: WhisperEngine, server_settings: ServerSettings) -> Iterator[str]:
-    """A real server (uvicorn, loopback, free port) with the whisper engine; yields host:port."""
-    with serve(create_app(server_settings, engine=whisper_engine)) as address:
+def whisper_server(server_settings: ServerSettings) -> Iterator[str]:
+    """A real server (uvicorn, loopback, free port) with the whisper engines the server loads by
+    default on this host; yields host:port. Its real-time latencies are those of a default
+    server (one engine per core, the default padding), not of a test-only configuration."""
+    with serve(create_app(server_settings, engines=load_engines(server_settings))) as address:
         yield address
 
 

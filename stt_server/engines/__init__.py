@@ -75,10 +75,13 @@ def load_engine(
     model: str | None,
     device: str,
     *,
-    whisper_padding: float = 30.0,
+    whisper_padding: float | None = None,
     cpu_threads: int = 0,
 ) -> Engine:
-    """Load an engine by name (`auto` resolved first); raises `EngineLoadError` with advice."""
+    """Load an engine by name (`auto` resolved first); raises `EngineLoadError` with advice.
+
+    `whisper_padding`: see `WhisperEngine`; None keeps the engine's own default (the whole 30 s
+    window). The server passes its `--whisper-padding` setting, whose default differs."""
     device = resolve_device(device)
     chosen, why = choose_engine(name, model, device)
     if name == "auto":
@@ -89,6 +92,8 @@ def load_engine(
 
         if model is None:
             model = str(assemble(cache_dir() / "whisper-base"))
+        if whisper_padding is None:
+            return WhisperEngine(model, device=device, cpu_threads=cpu_threads)
         return WhisperEngine(model, device=device, padding=whisper_padding, cpu_threads=cpu_threads)
     if chosen == "canary-qwen":
         from stt_server.engines.canary_qwen import CanaryQwenEngine

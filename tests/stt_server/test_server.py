@@ -74,7 +74,8 @@ def test_health_reports_the_loaded_engine(whisper_server: str) -> None:
     body = response.json()
     assert body["status"] == "healthy"
     assert body["engine"] == "whisper"
-    assert body["device"] == "cpu"
+    assert set(body["device"].split(",")) == {"cpu"}  # one engine per core, at most four
+    assert len(body["devices"]) == len(body["device"].split(","))
     assert body["model"].endswith("whisper-base")
 
 
@@ -116,8 +117,11 @@ async def test_real_time_stream_json_frames(whisper_server: str, recording: Reco
     ]
     latencies = [final.at - end for final, end in zip(result.finals, ends, strict=True)]
     # By design the turn ends 1.5 s into the pause (the VAD may hear speech end a little before
-    # the last loud sample); measured 1.53-1.60 s here. The upper bound leaves room for a loaded
-    # CI machine but fails if the final waited for a re-transcription of the whole turn.
+    # the last loud sample); measured 1.53-1.60 s here with the server's default engines. The
+    # upper bound leaves room for a loaded CI machine but fails if the final waited for a
+    # re-transcription of the whole turn. (One engine with the 30 s window, where an interim
+    # decode begun just before the pause holds the engine, measured up to 2.8 s here and 4.8 s
+    # on a fresh CI machine.)
     assert all(1.2 <= lat < 4.0 for lat in latencies), latencies
 
 
