@@ -86,6 +86,7 @@ class Run:
     arrivals: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     engine_seconds: float = 0.0
     engine_batches: int = 0
+    flush_late: float | None = None  # the flush left this long after its due time (client lag)
     failure: str | None = None
 
     @property
@@ -117,6 +118,38 @@ class Run:
     def false_end_of_turn(self) -> bool:
         finals = self.finals
         return len(finals) > 1 or any(t < self.utterance.speech_end for t, _ in finals)
+
+
+def histogram(text: str, name: str) -> dict[float, float]:
+    """Cumulative bucket counts (upper bound → count) of one histogram in /metrics text."""
+    buckets: dict[float, float] = {}
+    for bound, value in re.findall(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', text, re.M):
+        buckets[float(bound)] = buckets.get(float(bound), 0.0) + float(value)
+    return buckets
+
+
+def histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The q-quantile of what a histogram observed between two scrapes, interpolated linearly
+    inside its bucket (as Prometheus' histogram_quantile does)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return float("nan")
+    rank = q * counts[-1]
+    lower, below = 0.0, 0.0
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            inside = count - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = bound, count
+    return lower
+
+
+async def final_latency_buckets(client: httpx.AsyncClient, address: str) -> dict[float, float]:
+    text = (await client.get(f"http://{address}/metrics")).text
+    return histogram(text, "stt_final_latency_seconds")
 
 
 def frames(audio: np.ndarray) -> list[bytes]:
@@ -161,6 +194,7 @@ async def stream_ours(url: str, utterance: Utterance, flush_after: float | None)
                     if flush_at is not None and flush_at <= due:
                         await asyncio.sleep(max(0.0, start + flush_at - time.monotonic()))
                         await ws.send(json.dumps({"type": "flush"}))
+                        run.flush_late = time.monotonic() - start - flush_at
                         flush_at = None
                     await asyncio.sleep(max(0.0, start + due - time.monotonic()))
                     await ws.send(audio_frames[i] if i < len(audio_frames) else silence)
@@ -214,10 +248,20 @@ async def run_many_streams(
 
     async with httpx.AsyncClient() as http:
         before = await engine_counters(http, address)
+        latency_before = await final_latency_buckets(http, address)
         results = await asyncio.gather(
             *(client(rng.randrange(len(utterances))) for _ in range(streams))
         )
         after = await engine_counters(http, address)
+        latency_after = await final_latency_buckets(http, address)
+    # The server's own view of the same finals: from the flush's arrival (or the end of speech)
+    # to the final's send, without the load generator's lag on this shared machine.
+    server = [histogram_quantile(latency_before, latency_after, q) for q in (0.5, 0.95, 0.99)]
+    print(
+        "  server-side final latency (stt_final_latency_seconds, interpolated in its buckets) "
+        "p50 / p95 / p99: " + " / ".join(f"{v:.3f}" for v in server),
+        file=sys.stderr,
+    )
     return [r for runs in results for r in runs], after[0] - before[0], after[1] - before[1]
 
 
@@ -377,6 +421,14 @@ def main() -> int:
                 f"{os.getloadavg()[0]:.2f} |",
                 flush=True,
             )
+            late = [r.flush_late for r in runs if r.flush_late is not None]
+            if late:
+                p50, p99 = np.percentile(late, [50, 99])
+                print(
+                    f"  flush sent late by the client (its own lag) p50 / p99: {p50:.3f} / "
+                    f"{p99:.3f} s",
+                    file=sys.stderr,
+                )
             for failure in sorted(set(f for f in failed if f))[:3]:
                 print(f"  failure: {failure}", file=sys.stderr)
             if os.environ.get("BENCH_TTFS_VERBOSE"):

@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"{info.description or ''} (default: {default}) [{env_name(name)}]".strip()
         if group:
             help_text += f" (query: {info.alias})"
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %-placeholders
         target.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,

@@ -23,6 +23,12 @@ PlatformCollector(registry=REGISTRY)
 # Latencies of interest run from milliseconds (VAD, overhead) to tens of seconds (backlog).
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60)
 _BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Finer where an agent's budget lies (a flushed turn's final within ~300 ms), so a p99 can be
+# read from the buckets to the 10-50 ms.
+_FINAL_LATENCY = (
+    *(0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75),
+    *(1, 1.5, 2, 3, 5, 10),
+)
 
 MODEL_INFO = Info(
     "stt_model", "The engine, model and devices this process serves", registry=REGISTRY
@@ -84,6 +90,13 @@ INTERIMS_SKIPPED = Counter(
     "Interim decodes skipped because the engine was busy, or kept busy by finals lately",
     registry=REGISTRY,
 )
+SPECULATIONS = Counter(
+    "stt_speculative_decodes",
+    "Speculative decodes of a turn's end, by outcome: ready (done when its chunk was cut), "
+    "awaited (still running then), discarded (the speaker went on)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 WHISPER_FALLBACKS = Counter(
     "stt_whisper_fallback_decodes",
     "Whisper windows decoded again at a higher temperature (repetitive or improbable text)",
@@ -92,7 +105,7 @@ WHISPER_FALLBACKS = Counter(
 FINAL_LATENCY = Histogram(
     "stt_final_latency_seconds",
     "End of speech (or the client's flush, if later) to the final transcript being sent",
-    buckets=_LATENCY,
+    buckets=_FINAL_LATENCY,
     registry=REGISTRY,
 )
 VAD_BATCH_SIZE = Histogram(

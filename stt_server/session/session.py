@@ -210,6 +210,7 @@ class Session:
                 break
             finally:
                 self._waiting = None
+            received = time.monotonic()
             if message["type"] == "websocket.disconnect":
                 return InputEnd.CLIENT_LEFT
             self.stats.messages += 1
@@ -223,7 +224,7 @@ class Session:
                 if isinstance(command, EndOfInput):
                     return InputEnd.END_OF_STREAM
                 if isinstance(command, Flush):
-                    await self._pipeline.put(vad.Flush())
+                    await self._pipeline.put(vad.Flush(received))
                 elif isinstance(command, Reconfigure):
                     await self._pipeline.put(vad.Reconfigure(command.settings))
                 elif isinstance(command, Reply):

@@ -212,6 +212,8 @@ class AsrStage(Stage[VadEvent, AsrOutput]):
         speculation = self._speculation
         if speculation is not None and speculation[0] == chunk.speculation:
             self._speculation = None
+            outcome = "ready" if speculation[1].done() else "awaited"
+            metrics.SPECULATIONS.labels(outcome).inc()
             text = await speculation[1]
         else:
             self._drop_speculation()
@@ -267,6 +269,7 @@ class AsrStage(Stage[VadEvent, AsrOutput]):
 
     def _drop_speculation(self) -> None:
         if self._speculation is not None:
+            metrics.SPECULATIONS.labels("discarded").inc()
             self._speculation[1].cancel()
             self._speculation = None
 

@@ -29,7 +29,12 @@ _EPS = 1e-9
 
 @dataclass(frozen=True)
 class Flush:
-    """Command: the client says the turn is over; cut what is buffered and end the turn now."""
+    """Command: the client says the turn is over; cut what is buffered and end the turn now.
+
+    `wall`: the monotonic time the server received it, so the final's latency counts the time
+    it waited behind the session's audio too (0: when the stage takes it)."""
+
+    wall: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -340,7 +345,7 @@ class VadStage(Stage[Audio | Flush | Reconfigure, VadEvent]):
             self._segmenter.reconfigure(item.settings)
             return
         if isinstance(item, Flush):
-            wall = time.monotonic()
+            wall = item.wall or time.monotonic()
             await self._run_pending(pad=True)
             for event in self._segmenter.flush(wall):
                 await self.emit(event)

@@ -91,3 +91,19 @@ def test_cli_rejects_impossible_limits(monkeypatch: pytest.MonkeyPatch, flags: l
     monkeypatch.setenv("STT_DEVICE", "cpu")
     with pytest.raises(SystemExit):
         parse_settings(flags)
+
+
+def test_help_lists_every_flag_with_its_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    """`stt-server --help` exits 0 (a `%` in a description once crashed argparse's formatter)."""
+    with pytest.raises(SystemExit) as exited:
+        parse_settings(["--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    for flag, variable in [
+        ("--max-backlog", "STT_MAX_BACKLOG"),
+        ("--whisper-padding", "STT_WHISPER_PADDING"),
+        ("--overlap", "STT_OVERLAP"),
+    ]:
+        assert flag in text
+        assert variable in text
+    assert "90% busy" in text

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stt_server import metrics
 from stt_server.errors import EngineError
 from stt_server.pipeline import Stage
 from stt_server.settings import SessionSettings
@@ -154,11 +155,33 @@ def speculate(seconds: float, value: float, ident: int) -> Speculate:
     return Speculate(np.full(int(seconds * 16000), value, dtype=np.float32), ident, 0.0, seconds)
 
 
+def speculations() -> dict[str, float]:
+    return {
+        outcome: metrics.REGISTRY.get_sample_value(
+            "stt_speculative_decodes_total", {"outcome": outcome}
+        )
+        or 0.0
+        for outcome in ("ready", "awaited", "discarded")
+    }
+
+
+def grown(before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before[k] for k, v in speculations().items() if v != before[k]}
+
+
 async def test_a_chunk_takes_its_speculative_decode() -> None:
     engine = ScriptedInference("Hello there.")
-    out = await run_asr(engine, [speculate(1, 0.1, 7), chunk(1, 0.1, speculation=7), EndOfTurn(1)])
+    before = speculations()
+    events: list[VadEvent | float] = [speculate(1, 0.1, 7), 0.05]
+    out = await run_asr(engine, [*events, chunk(1, 0.1, speculation=7), EndOfTurn(1)])
     assert len(engine.calls) == 1  # decoded once, early
     assert [(t.text, t.is_final) for t in out] == [("Hello there.", False), ("Hello there.", True)]
+    assert grown(before) == {"ready": 1}  # done before its chunk was cut
+    slow = ScriptedInference("Hello there.", hold=0.2)
+    before = speculations()
+    await run_asr(slow, [speculate(1, 0.1, 7), chunk(1, 0.1, speculation=7), EndOfTurn(1)])
+    assert len(slow.calls) == 1
+    assert grown(before) == {"awaited": 1}
 
 
 async def test_speech_resuming_discards_the_speculation() -> None:
@@ -169,11 +192,13 @@ async def test_speech_resuming_discards_the_speculation() -> None:
         ScriptedInference("one two three"), [chunk(2, 0.2), EndOfTurn(2)], settings
     )
     engine = ScriptedInference("one two", "one two three", hold=0.05)
+    before = speculations()
     spec = await run_asr(
         engine, [speculate(1, 0.1, 1), 0.01, chunk(2, 0.2), EndOfTurn(2)], settings
     )
     assert [t.text for t in spec] == [t.text for t in plain] == ["one two three"] * 2
     assert engine.calls[1].size == 32000  # the chunk itself, not the speculative audio
+    assert grown(before) == {"discarded": 1}
 
 
 async def test_interims_while_speaking_and_none_after_the_turn() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -379,14 +380,20 @@ async def test_vad_stage_flush_transcribes_the_last_partial_window(silero: Siler
     pipeline = VadStage(batcher, SessionSettings()) + collect
     pipeline.start()
     await pipeline.put(np.zeros(WINDOW * 3 + 100, np.float32))
-    await pipeline.put(Flush())
+    await pipeline.put(Flush(wall=42.0))  # received then: the turn was over for the client
+    before = time.monotonic()
+    await pipeline.put(Flush())  # no receipt time: when the stage takes it
     await pipeline.close()
     await asyncio.wait_for(pipeline.join(), 30)
     await batcher.stop()
-    assert [type(e) for e in collect.items] == [EndOfTurn]
-    end = collect.items[0]
-    assert isinstance(end, EndOfTurn)
-    assert end.flushed
+    assert [type(e) for e in collect.items] == [EndOfTurn, EndOfTurn]
+    first, second = collect.items
+    assert isinstance(first, EndOfTurn)
+    assert isinstance(second, EndOfTurn)
+    assert first.flushed
+    assert second.flushed
+    assert first.wall == 42.0
+    assert second.wall >= before  # stamped when the stage took it
 
 
 def test_without_end_turns_a_large_gap_cuts_but_only_a_flush_ends_the_turn() -> None:
