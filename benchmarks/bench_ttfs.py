@@ -11,16 +11,21 @@ would have been spoken), followed by silence until the final arrives. Per settin
 * largest gap between segments during speech (start of speech, every arrival, end of speech);
 * WER of the finals against refs.json (lower case, no punctuation; jiwer, over all words);
 * engine share: the server's `stt_engine_seconds` (GET /metrics before and after each utterance)
-  divided by its batch count is the mean engine time of one decode of that utterance; whisper pads
-  every chunk to 30 s, so a decode's cost barely depends on its length and the mean stands for
-  the final's own decode. Share = that / TTFS (the rest: the wait for the large gap or the
-  client's flush, VAD, queueing, merging, the socket);
+  divided by its batch count is the mean engine time of one decode of that utterance (chunks,
+  speculations and interims alike; a whisper decode's cost grows with its audio, so this is a
+  typical decode, not the final's own). Share = that / TTFS (the rest: the wait for the large
+  gap or the client's flush, VAD, queueing, merging, the socket);
 * false ends of turn: utterances with more than one final, or a final before the end of speech.
 
 Settings: baseline (speculate=false, interimInterval=0, no flush: the old behaviour),
 + speculation, + interims, + flush 300 ms and + flush 200 ms after the end of speech (what an
 agent's own VAD would send). `--streams N` runs N concurrent clients (random start within
 `--stagger` s), each streaming utterances back to back for `--seconds` of audio.
+
+With `--streams N` it also prints, per setting, the server's own final latency
+(`stt_final_latency_seconds` between two scrapes, interpolated in its buckets: from the later of
+the end of speech and the flush's arrival to the final's send) and how late the load generator
+sent its flushes: on a shared 2-core machine the clients' own lag is part of what they measure.
 
 `--peer ws://HOST:PORT/asr` also streams the same utterances, in the same run, to a running
 WhisperLiveKit server (`whisperlivekit-server --pcm-input`); it has no end-of-turn final, so

@@ -162,6 +162,44 @@ class TurnTranscript:
     def reset(self) -> None:
         self.__init__(self._overlap_samples / SAMPLE_RATE)
 
+    def copy(self) -> TurnTranscript:
+        """An independent copy (interims stitch onto one, leaving the turn's own words alone)."""
+        twin = TurnTranscript(self._overlap_samples / SAMPLE_RATE)
+        twin.words = list(self.words)
+        twin.tail, twin.start, twin.end = self.tail, self.start, self.end
+        twin._last_words, twin._last_samples = self._last_words, self._last_samples
+        return twin
+
+
+class InterimTranscript:
+    """Tentative text of the audio buffered since the turn's last chunk, built the way chunks
+    build the turn: each interim decode gets only the audio it has not seen, with the overlap
+    in front, and is stitched onto the previous interim's words.
+
+    Without this, each interim decoded everything since the last pause, up to `maxBuffer` plus
+    the overlap (25 s by default) every `interimInterval` during long continuous speech: on a
+    CPU a whole decode's worth of engine time, which held an engine when the pause came and
+    its final was ready to run. A chunk ending or the turn ending starts it afresh from the
+    turn's words; it never touches them (finals are the chunks' own)."""
+
+    def __init__(self, turn: TurnTranscript) -> None:
+        self._text = turn.copy()
+        self._seen = 0  # samples of the buffer since the last chunk already decoded
+
+    def request(self, item: Interim) -> tuple[SpeechChunk, Audio]:
+        """The audio not yet decoded (as a chunk of the buffer) and what to send: it, with the
+        overlap in front."""
+        fresh = item.audio[self._seen :]
+        start = item.start + self._seen / SAMPLE_RATE
+        piece = SpeechChunk(fresh, start, item.end)
+        return piece, self._text.with_overlap(fresh)
+
+    def add(self, piece: SpeechChunk, audio: Audio, text: str) -> list[str]:
+        """Stitch the decode of `audio` on; the interim's words."""
+        self._text.add(piece, audio, text)
+        self._seen += len(piece.audio)
+        return self._text.words
+
 
 class AsrStage(Stage[VadEvent, AsrOutput]):
     """A tentative transcript after each chunk and interim, the final one at each turn's end.
@@ -182,6 +220,7 @@ class AsrStage(Stage[VadEvent, AsrOutput]):
         self._turn = TurnTranscript(settings.overlap)
         self._speculation: tuple[int, asyncio.Task[str]] | None = None
         self._interim: asyncio.Task[None] | None = None
+        self._interim_text: InterimTranscript | None = None  # since the last chunk
         self._version = 0  # bumps whenever the turn's words change or the turn ends
         self._emitting = asyncio.Lock()
 
@@ -197,7 +236,12 @@ class AsrStage(Stage[VadEvent, AsrOutput]):
             self._speculation = (item.id, task)
         elif isinstance(item, Interim):
             if self._interim is None or self._interim.done():
-                self._interim = asyncio.create_task(self._run_interim(item), name="interim")
+                # What the interim stitches onto is taken now, not when its task first runs:
+                # a chunk handled in between would pair this audio with the next buffer's turn.
+                if self._interim_text is None:
+                    self._interim_text = InterimTranscript(self._turn)
+                run = self._run_interim(item, self._interim_text, self._version)
+                self._interim = asyncio.create_task(run, name="interim")
         elif isinstance(item, SpeechChunk):
             await self._chunk(item)
         else:
@@ -221,6 +265,7 @@ class AsrStage(Stage[VadEvent, AsrOutput]):
         async with self._emitting:
             self._turn.add(chunk, audio, text)
             self._version += 1
+            self._interim_text = None
             if self._turn.words:
                 await self.emit(self._tentative())
 
@@ -233,11 +278,16 @@ class AsrStage(Stage[VadEvent, AsrOutput]):
                 await self.emit(self._final(end))
             self._turn.reset()
             self._version += 1
+            self._interim_text = None
 
-    async def _run_interim(self, item: Interim) -> None:
-        version = self._version
+    async def _run_interim(
+        self, item: Interim, interim_text: InterimTranscript, version: int
+    ) -> None:
+        piece, audio = interim_text.request(item)
+        if piece.audio.size == 0:
+            return
         try:
-            text = await self._inference.try_transcribe(self._turn.with_overlap(item.audio))
+            text = await self._inference.try_transcribe(audio)
         except EngineError:
             return  # an interim is a courtesy: the chunk's own decode reports engine failures
         if text is None:
@@ -245,7 +295,7 @@ class AsrStage(Stage[VadEvent, AsrOutput]):
         async with self._emitting:
             if version != self._version:
                 return  # a chunk or the turn's end overtook it
-            words = self._turn.merged(text)
+            words = interim_text.add(piece, audio, text)
             if words:
                 start = self._turn.start if self._turn.start is not None else item.start
                 await self.emit(Transcript(" ".join(words), start, item.end, interim=True))

@@ -212,6 +212,94 @@ async def test_interims_while_speaking_and_none_after_the_turn() -> None:
     ]
 
 
+def tone(*parts: tuple[float, float]) -> np.ndarray:
+    """Audio made of (seconds, value) runs, so a test can tell which part a request held."""
+    return np.concatenate([np.full(int(sec * 16000), v, np.float32) for sec, v in parts])
+
+
+async def test_an_interim_decodes_only_new_audio_behind_the_overlap() -> None:
+    """During continuous speech each interim sends what the last one did not see, with the
+    overlap in front, and is stitched on: its cost stays bounded however long the speaker
+    talks without a pause (it used to be the whole buffer since the last pause)."""
+    settings = SessionSettings(overlap=1.0)
+    first = tone((2.0, 0.1))
+    second = tone((2.0, 0.1), (1.5, 0.2))
+    third = tone((2.0, 0.1), (1.5, 0.2), (1.5, 0.3))
+    engine = ScriptedInference("One two", "two three", "Three four.", "one two three four five")
+    out = await run_asr(
+        engine,
+        [
+            Interim(first, 0.0, 2.0),
+            0.05,
+            Interim(second, 0.0, 3.5),
+            0.05,
+            Interim(third, 0.0, 5.0),
+            0.05,
+            SpeechChunk(third, 0.0, 5.0),
+            EndOfTurn(5.0),
+        ],
+        settings,
+    )
+    assert [t.text for t in out if t.interim] == [
+        "One two",
+        "One two three",
+        "One two three four.",
+    ]
+    sent = engine.interims
+    np.testing.assert_array_equal(sent[0], first)
+    np.testing.assert_array_equal(sent[1], tone((1.0, 0.1), (1.5, 0.2)))  # overlap + new
+    np.testing.assert_array_equal(sent[2], tone((1.0, 0.2), (1.5, 0.3)))
+    # The chunk and the final are the chunk's own decode of its whole audio, as without interims.
+    np.testing.assert_array_equal(engine.calls[-1], third)
+    assert [(t.text, t.is_final) for t in out if not t.interim] == [
+        ("one two three four five", False),
+        ("one two three four five", True),
+    ]
+
+
+async def test_after_a_chunk_interims_start_afresh_from_the_turn() -> None:
+    settings = SessionSettings(overlap=1.0)
+    engine = ScriptedInference(
+        "alpha beta", "beta gamma", "beta gamma delta", "delta epsilon", "epsilon zeta"
+    )
+    out = await run_asr(
+        engine,
+        [
+            SpeechChunk(tone((2.0, 0.4)), 0.0, 2.0),
+            Interim(tone((1.0, 0.9)), 2.0, 3.0),
+            0.05,
+            SpeechChunk(tone((2.0, 0.5)), 2.0, 4.0),  # the speaker paused: a new buffer
+            Interim(tone((1.0, 0.6)), 4.0, 5.0),
+            0.05,
+            Interim(tone((1.0, 0.6), (1.0, 0.7)), 4.0, 6.0),
+            0.05,
+            EndOfTurn(6.0),
+        ],
+        settings,
+    )
+    assert [t.text for t in out if t.interim] == [
+        "alpha beta gamma",
+        "alpha beta gamma delta epsilon",
+        "alpha beta gamma delta epsilon zeta",
+    ]
+    first, second, third = engine.interims
+    np.testing.assert_array_equal(first, tone((1.0, 0.4), (1.0, 0.9)))  # the chunk's tail
+    np.testing.assert_array_equal(second, tone((1.0, 0.5), (1.0, 0.6)))  # the new chunk's
+    np.testing.assert_array_equal(third, tone((1.0, 0.6), (1.0, 0.7)))
+    assert out[-1].is_final
+    assert out[-1].text == "alpha beta gamma delta"  # the chunks' words only
+
+
+async def test_an_interim_overtaken_by_its_chunk_is_dropped() -> None:
+    """The chunk that ends the interim's buffer is handled before the interim's task first
+    runs: the interim still belongs to the old buffer and must not be stitched onto the turn's
+    new words (it would repeat them)."""
+    engine = ScriptedInference("one two three", "one two")
+    audio = tone((2.0, 0.1))
+    out = await run_asr(engine, [Interim(audio, 0.0, 2.0), SpeechChunk(audio, 0.0, 2.0), 0.05])
+    assert [(t.text, t.interim) for t in out] == [("one two three", False)]
+
+
 async def test_interims_are_skipped_when_the_engine_is_busy() -> None:
     engine = ScriptedInference("final words", busy=True)
     interim = Interim(np.full(16000, 0.1, np.float32), 0.0, 1.0)
