@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import uvicorn
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
+from starlette.types import ASGIApp
 
 from stt_server.admission import Sessions
 from stt_server.app import create_app
@@ -101,6 +102,26 @@ def parse_settings(
         parser.error(describe(exc))
 
 
+def uvicorn_config(app: ASGIApp, settings: ServerSettings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        # Above our own limit, so oversized messages get MESSAGE_TOO_LARGE, not a dropped socket.
+        ws_max_size=max(16 << 20, 4 * settings.max_message_bytes),
+        # A client that streams faster than real time is read no faster than it is transcribed,
+        # so the pong to a keepalive ping waits behind its own unread audio, and uvicorn closed
+        # such live connections with 1011 after 20 s. The idle timeout already closes a peer
+        # that went silent; pings are kept only where it is off.
+        ws_ping_interval=None if settings.idle_timeout else 20.0,
+        # After the drain: what is still running gets this long before it is cancelled.
+        timeout_graceful_shutdown=5,
+        # Compressing raw PCM saves almost nothing and costs CPU on every frame (profiled).
+        ws_per_message_deflate=False,
+    )
+
+
 def freeze_startup_heap() -> None:
     """Move what start-up left (modules, the engines' Python objects: ~200,000 of them) out of
     the garbage collector's view. A full collection walks every tracked object with the GIL
@@ -128,18 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sessions = Sessions(settings.max_sessions, max_backlog=settings.max_backlog)
     app = create_app(settings, engines=engines, sessions=sessions)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        # Above our own limit, so oversized messages get MESSAGE_TOO_LARGE, not a dropped socket.
-        ws_max_size=max(16 << 20, 4 * settings.max_message_bytes),
-        # After the drain: what is still running gets this long before it is cancelled.
-        timeout_graceful_shutdown=5,
-        # Compressing raw PCM saves almost nothing and costs CPU on every frame (profiled).
-        ws_per_message_deflate=False,
-    )
+    config = uvicorn_config(app, settings)
     redact_tokens_in_logs()
     freeze_startup_heap()
     # `serve` runs uvicorn inside our own loop, so uvicorn's loop choice does not apply: pick

@@ -39,7 +39,12 @@ def serve(app: FastAPI, *, ws_max_size: int = 16 << 20) -> Iterator[str]:
     """Run `app` under uvicorn on a free loopback port in a thread; yields `host:port`."""
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=ws_max_size
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ws_max_size=ws_max_size,
+        ws_ping_interval=None,  # as stt-server does while its idle timeout is on (cli.py)
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn:{port}", daemon=True)

@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
 
-from stt_server.cli import freeze_startup_heap
+from stt_server.cli import freeze_startup_heap, uvicorn_config
+from stt_server.settings import ServerSettings
 from tests.conftest import REPO, server_process
 
 STT_SERVER = str(Path(sys.executable).with_name("stt-server"))
@@ -98,6 +100,13 @@ def test_freeze_startup_heap_takes_what_exists_out_of_full_collections() -> None
         collected = gc.get_objects()  # what full collections walk: not the frozen
         assert not any(o is before for o in collected)
         assert any(o is after for o in collected)
-        assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_the_server_pings_only_when_no_idle_timeout_closes_silent_peers() -> None:
+    """A fast client's pong waits behind its own unread audio: keepalive pings closed such live
+    sessions (1011), so they are off while the idle timeout covers dead peers."""
+    app = FastAPI()
+    assert uvicorn_config(app, ServerSettings()).ws_ping_interval is None
+    assert uvicorn_config(app, ServerSettings(idle_timeout=0)).ws_ping_interval == 20.0

@@ -69,7 +69,12 @@ class LiveServer:
         self.url = f"ws://{self.address}/ws/transcribe"
         app = create_app(server_settings, engine=engine)
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", ws_max_size=16 << 20
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            ws_max_size=16 << 20,
+            ws_ping_interval=None,  # as stt-server does while its idle timeout is on (cli.py)
         )
         self._server = uvicorn.Server(config)
         self.loop = asyncio.new_event_loop()
