@@ -152,18 +152,16 @@ def histogram_quantile(before: dict[float, float], after: dict[float, float], q:
     return lower
 
 
-async def final_latency_buckets(client: httpx.AsyncClient, address: str) -> dict[float, float]:
-    text = (await client.get(f"http://{address}/metrics")).text
-    return histogram(text, "stt_final_latency_seconds")
-
-
 def frames(audio: np.ndarray) -> list[bytes]:
     return [encode_pcm16(audio[i : i + FRAME]) for i in range(0, len(audio), FRAME)]
 
 
-async def engine_counters(client: httpx.AsyncClient, address: str) -> tuple[float, int]:
+async def scrape(client: httpx.AsyncClient, address: str) -> str:
+    return (await client.get(f"http://{address}/metrics")).text
+
+
+def engine_counters(text: str) -> tuple[float, int]:
     """Sum and count of the server's `stt_engine_seconds` histogram, all devices."""
-    text = (await client.get(f"http://{address}/metrics")).text
     total = sum(float(v) for v in re.findall(r"^stt_engine_seconds_sum\S* (\S+)$", text, re.M))
     count = sum(float(v) for v in re.findall(r"^stt_engine_seconds_count\S* (\S+)$", text, re.M))
     return total, int(count)
@@ -219,10 +217,10 @@ async def run_one_stream(
     runs = []
     async with httpx.AsyncClient() as client:
         for utterance in utterances:
-            before = await engine_counters(client, address)
+            before = engine_counters(await scrape(client, address))
             run = await stream_ours(f"ws://{address}/ws/transcribe?{query}", utterance, flush_after)
             await asyncio.sleep(1.0)  # a speculative or interim decode still running
-            after = await engine_counters(client, address)
+            after = engine_counters(await scrape(client, address))
             run.engine_seconds, run.engine_batches = after[0] - before[0], after[1] - before[1]
             runs.append(run)
     return runs
@@ -252,13 +250,14 @@ async def run_many_streams(
         return runs
 
     async with httpx.AsyncClient() as http:
-        before = await engine_counters(http, address)
-        latency_before = await final_latency_buckets(http, address)
+        scraped_before = await scrape(http, address)
         results = await asyncio.gather(
             *(client(rng.randrange(len(utterances))) for _ in range(streams))
         )
-        after = await engine_counters(http, address)
-        latency_after = await final_latency_buckets(http, address)
+        scraped_after = await scrape(http, address)
+    before, after = engine_counters(scraped_before), engine_counters(scraped_after)
+    latency_before = histogram(scraped_before, "stt_final_latency_seconds")
+    latency_after = histogram(scraped_after, "stt_final_latency_seconds")
     # The server's own view of the same finals: from the flush's arrival (or the end of speech)
     # to the final's send, without the load generator's lag on this shared machine.
     server = [histogram_quantile(latency_before, latency_after, q) for q in (0.5, 0.95, 0.99)]

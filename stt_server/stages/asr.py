@@ -14,6 +14,7 @@ text read like one transcript of the whole turn:
 from __future__ import annotations
 
 import asyncio
+import copy
 import string
 import time
 from dataclasses import dataclass
@@ -163,11 +164,10 @@ class TurnTranscript:
         self.__init__(self._overlap_samples / SAMPLE_RATE)
 
     def copy(self) -> TurnTranscript:
-        """An independent copy (interims stitch onto one, leaving the turn's own words alone)."""
-        twin = TurnTranscript(self._overlap_samples / SAMPLE_RATE)
+        """An independent copy (interims stitch onto one, leaving the turn's own words alone).
+        `words` is the only field changed in place; the others are replaced whole."""
+        twin = copy.copy(self)
         twin.words = list(self.words)
-        twin.tail, twin.start, twin.end = self.tail, self.start, self.end
-        twin._last_words, twin._last_samples = self._last_words, self._last_samples
         return twin
 
 
@@ -182,9 +182,10 @@ class InterimTranscript:
     its final was ready to run. A chunk ending or the turn ending starts it afresh from the
     turn's words; it never touches them (finals are the chunks' own)."""
 
-    def __init__(self, turn: TurnTranscript) -> None:
+    def __init__(self, turn: TurnTranscript, version: int) -> None:
         self._text = turn.copy()
         self._seen = 0  # samples of the buffer since the last chunk already decoded
+        self.version = version  # the turn's version it started from; stale once that moves
 
     def request(self, item: Interim) -> tuple[SpeechChunk, Audio]:
         """The audio not yet decoded (as a chunk of the buffer) and what to send: it, with the
@@ -220,7 +221,7 @@ class AsrStage(Stage[VadEvent, AsrOutput]):
         self._turn = TurnTranscript(settings.overlap)
         self._speculation: tuple[int, asyncio.Task[str]] | None = None
         self._interim: asyncio.Task[None] | None = None
-        self._interim_text: InterimTranscript | None = None  # since the last chunk
+        self._interim_text: InterimTranscript | None = None  # since the last chunk, if current
         self._version = 0  # bumps whenever the turn's words change or the turn ends
         self._emitting = asyncio.Lock()
 
@@ -238,9 +239,9 @@ class AsrStage(Stage[VadEvent, AsrOutput]):
             if self._interim is None or self._interim.done():
                 # What the interim stitches onto is taken now, not when its task first runs:
                 # a chunk handled in between would pair this audio with the next buffer's turn.
-                if self._interim_text is None:
-                    self._interim_text = InterimTranscript(self._turn)
-                run = self._run_interim(item, self._interim_text, self._version)
+                if self._interim_text is None or self._interim_text.version != self._version:
+                    self._interim_text = InterimTranscript(self._turn, self._version)
+                run = self._run_interim(item, self._interim_text)
                 self._interim = asyncio.create_task(run, name="interim")
         elif isinstance(item, SpeechChunk):
             await self._chunk(item)
@@ -265,7 +266,6 @@ class AsrStage(Stage[VadEvent, AsrOutput]):
         async with self._emitting:
             self._turn.add(chunk, audio, text)
             self._version += 1
-            self._interim_text = None
             if self._turn.words:
                 await self.emit(self._tentative())
 
@@ -278,11 +278,8 @@ class AsrStage(Stage[VadEvent, AsrOutput]):
                 await self.emit(self._final(end))
             self._turn.reset()
             self._version += 1
-            self._interim_text = None
 
-    async def _run_interim(
-        self, item: Interim, interim_text: InterimTranscript, version: int
-    ) -> None:
+    async def _run_interim(self, item: Interim, interim_text: InterimTranscript) -> None:
         piece, audio = interim_text.request(item)
         if piece.audio.size == 0:
             return
@@ -293,7 +290,7 @@ class AsrStage(Stage[VadEvent, AsrOutput]):
         if text is None:
             return  # the engine was busy: skipped, not queued
         async with self._emitting:
-            if version != self._version:
+            if interim_text.version != self._version:
                 return  # a chunk or the turn's end overtook it
             words = interim_text.add(piece, audio, text)
             if words:
