@@ -23,35 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.espeak_speech import TURN_SETS
 from stt_server.engines.whisper import WhisperEngine
 from stt_server.engines.whisper_assets import assemble
 from tests.conftest import REPO, server_process
-from tests.stt_server.speech import SENTENCES, Recording, make_recording, word_error_rate
+from tests.stt_server.speech import Recording, make_recording, word_error_rate
 from tests.stt_server.wsclient import stream_audio
-
-SETS: list[tuple[tuple[str, ...], tuple[float, ...]]] = [
-    (SENTENCES, (0.5, 2.0, 0.5, 2.0, 2.0)),
-    (
-        (
-            "Good morning, I would like to book a table for four people tonight.",
-            "Do you have anything available around seven thirty?",
-            "Also, one of us is allergic to peanuts.",
-            "Could the kitchen prepare something without them?",
-            "Thank you very much, see you this evening.",
-        ),
-        (0.5, 2.0, 0.5, 2.0, 2.0),
-    ),
-    (
-        (
-            "Turn on the lights in the living room.",
-            "Set a timer for twenty minutes and remind me to check the oven.",
-            "What is the capital city of Australia?",
-            "Play some relaxing music at a low volume.",
-            "Then lock the front door and turn off the heating.",
-        ),
-        (2.0, 0.5, 2.0, 0.5, 2.0),
-    ),
-]
 
 
 async def stream_one(address: str, recording: Recording, realtime: bool) -> tuple[str, list[float]]:
@@ -91,7 +68,7 @@ def main() -> int:
     args = parser.parse_args()
 
     model_dir = assemble(REPO / "models" / "whisper-base")
-    recordings = [make_recording(sentences, pauses) for sentences, pauses in SETS]
+    recordings = [make_recording(sentences, pauses) for sentences, pauses in TURN_SETS]
     engine = WhisperEngine(str(model_dir), device="cpu")
     whole = [engine.transcribe([r.audio])[0] for r in recordings]
     del engine

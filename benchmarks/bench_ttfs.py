@@ -1,9 +1,13 @@
 """Time to final segment (TTFS): how fast a finished utterance comes back as a final transcript.
 
 Starts `stt-server` (whisper-base on CPU, or the fixed-cost engine for the server's overhead
-alone) as its own process and streams the 21 real recordings of shared/real-speech, one
-connection each, in binary 20 ms frames at real-time pace (frame k leaves when its last sample
-would have been spoken), followed by silence until the final arrives. Per setting it reports:
+alone) as its own process and streams the 21 real recordings of shared/real-speech
+(`--corpus espeak`: 18 espeak-ng turns, benchmarks/espeak_speech.py), one connection each, in
+binary 20 ms frames at real-time pace (frame k leaves when its last sample would have been
+spoken), followed by silence until the final arrives. `--endpoint deepgram` streams over
+`/v1/listen` (Deepgram's live protocol: `Finalize` for the flush, `interim_results=true` where
+the setting has interims, the turn's final = the `Results` with `speech_final`); settings
+without speculation have no Deepgram parameter and are refused there. Per setting it reports:
 
 * TTFS p50/p95/p99: arrival of the turn's final (isEndOfTurn) − the wall time of the last sample
   of speech (Silero over the whole file; see benchmarks/real_speech.py);
@@ -33,6 +37,7 @@ its TTFS is when its displayed text (committed lines + buffer) last changed, mea
 `--peer-tail` s of trailing silence, and its committed-lines time beside it.
 
     .venv/bin/python benchmarks/bench_ttfs.py [--engine whisper|fixed-cost] [--streams 1] \
+        [--corpus real|espeak] [--endpoint native|deepgram] \
         [--settings baseline spec interims flush300 flush200] [--peer ws://127.0.0.1:18001/asr]
 
 Prints numbers; asserts nothing.
@@ -62,6 +67,7 @@ import httpx
 import numpy as np
 import websockets
 
+from benchmarks.espeak_speech import espeak_utterances
 from benchmarks.real_speech import Utterance, corpus_wer, load_utterances
 from stt_server.audio import SAMPLE_RATE, encode_pcm16
 from stt_server.engines.whisper_assets import assemble
@@ -81,6 +87,44 @@ SETTINGS: dict[str, tuple[str, float | None]] = {
     # the same without interims: what an interim decode in flight costs the final
     "flush200-no-interims": ("speculate=true&interimInterval=0", 0.2),
 }
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a session is opened and how its messages read, per protocol."""
+
+    name: str
+
+    def url(self, address: str, query: str) -> str:
+        if self.name == "native":
+            return f"ws://{address}/ws/transcribe?{query}"
+        settings = dict(part.split("=", 1) for part in query.split("&"))
+        if settings.get("speculate") == "false":
+            raise ValueError("/v1/listen has no parameter that turns speculation off")
+        interims = float(settings.get("interimInterval", "0")) > 0
+        return (
+            f"ws://{address}/v1/listen?encoding=linear16&sample_rate={SAMPLE_RATE}&channels=1"
+            f"&punctuate=true&interim_results={str(interims).lower()}"
+        )
+
+    @property
+    def flush(self) -> str:
+        return json.dumps({"type": "flush" if self.name == "native" else "Finalize"})
+
+    def read(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """The message in /ws/transcribe's terms (text, isFinal, isEndOfTurn, code); None for
+        the messages that carry no text (Deepgram's Metadata, SpeechStarted, UtteranceEnd)."""
+        if self.name == "native":
+            return message
+        if message.get("type") == "Error":
+            return {"code": message.get("err_code", "error")}
+        if message.get("type") != "Results":
+            return None
+        return {
+            "text": message["channel"]["alternatives"][0]["transcript"],
+            "isFinal": message["is_final"],
+            "isEndOfTurn": message["speech_final"] or message.get("from_finalize", False),
+        }
 
 
 @dataclass
@@ -167,7 +211,9 @@ def engine_counters(text: str) -> tuple[float, int]:
     return total, int(count)
 
 
-async def stream_ours(url: str, utterance: Utterance, flush_after: float | None) -> Run:
+async def stream_ours(
+    url: str, utterance: Utterance, flush_after: float | None, endpoint: Endpoint
+) -> Run:
     run = Run(utterance)
     audio_frames = frames(utterance.audio)
     silence = encode_pcm16(np.zeros(FRAME, np.float32))
@@ -180,7 +226,9 @@ async def stream_ours(url: str, utterance: Utterance, flush_after: float | None)
 
             async def receive() -> None:
                 async for raw in ws:
-                    message = json.loads(raw)
+                    message = endpoint.read(json.loads(raw))
+                    if message is None:
+                        continue
                     now = time.monotonic() - start
                     run.arrivals.append((now, message))
                     if "code" in message:
@@ -196,7 +244,7 @@ async def stream_ours(url: str, utterance: Utterance, flush_after: float | None)
                     due = (i + 1) * FRAME_S  # the frame's last sample has been spoken
                     if flush_at is not None and flush_at <= due:
                         await asyncio.sleep(max(0.0, start + flush_at - time.monotonic()))
-                        await ws.send(json.dumps({"type": "flush"}))
+                        await ws.send(endpoint.flush)
                         run.flush_late = time.monotonic() - start - flush_at
                         flush_at = None
                     await asyncio.sleep(max(0.0, start + due - time.monotonic()))
@@ -212,13 +260,18 @@ async def stream_ours(url: str, utterance: Utterance, flush_after: float | None)
 
 
 async def run_one_stream(
-    address: str, utterances: list[Utterance], query: str, flush_after: float | None
+    address: str,
+    utterances: list[Utterance],
+    query: str,
+    flush_after: float | None,
+    endpoint: Endpoint,
 ) -> list[Run]:
     runs = []
+    url = endpoint.url(address, query)
     async with httpx.AsyncClient() as client:
         for utterance in utterances:
             before = engine_counters(await scrape(client, address))
-            run = await stream_ours(f"ws://{address}/ws/transcribe?{query}", utterance, flush_after)
+            run = await stream_ours(url, utterance, flush_after, endpoint)
             await asyncio.sleep(1.0)  # a speculative or interim decode still running
             after = engine_counters(await scrape(client, address))
             run.engine_seconds, run.engine_batches = after[0] - before[0], after[1] - before[1]
@@ -234,9 +287,10 @@ async def run_many_streams(
     streams: int,
     seconds: float,
     stagger: float,
+    endpoint: Endpoint,
 ) -> tuple[list[Run], float, int]:
     rng = random.Random(0)
-    url = f"ws://{address}/ws/transcribe?{query}"
+    url = endpoint.url(address, query)
 
     async def client(first: int) -> list[Run]:
         await asyncio.sleep(rng.uniform(0, stagger))
@@ -244,7 +298,7 @@ async def run_many_streams(
         streamed, i = 0.0, first
         while streamed < seconds:
             utterance = utterances[i % len(utterances)]
-            runs.append(await stream_ours(url, utterance, flush_after))
+            runs.append(await stream_ours(url, utterance, flush_after, endpoint))
             streamed += utterance.duration
             i += 1
         return runs
@@ -359,6 +413,8 @@ def main() -> int:
     )
     parser.add_argument("--stagger", type=float, default=5.0)
     parser.add_argument("--limit", type=int, default=0, help="only the first N utterances")
+    parser.add_argument("--corpus", choices=["real", "espeak"], default="real")
+    parser.add_argument("--endpoint", choices=["native", "deepgram"], default="native")
     parser.add_argument("--peer", help="WhisperLiveKit WebSocket URL (…/asr), --pcm-input")
     parser.add_argument("--peer-tail", type=float, default=3.0)
     parser.add_argument(
@@ -370,7 +426,8 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    utterances = load_utterances()
+    endpoint = Endpoint(args.endpoint)
+    utterances = load_utterances() if args.corpus == "real" else espeak_utterances()
     if args.limit:
         utterances = utterances[: args.limit]
     model = (
@@ -382,8 +439,9 @@ def main() -> int:
         f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.2f}"
     )
     print(
-        f"server: {' '.join(command[2:])} {args.server_args}; {len(utterances)} "
-        f"utterances, {sum(u.duration for u in utterances):.1f} s; {args.streams} stream(s)\n"
+        f"server: {' '.join(command[2:])} {args.server_args}; {len(utterances)} {args.corpus} "
+        f"utterances, {sum(u.duration for u in utterances):.1f} s; {args.streams} stream(s) "
+        f"over {'/ws/transcribe' if endpoint.name == 'native' else '/v1/listen'}\n"
     )
     header = (
         "| setting | TTFS p50 / p95 / p99 (s) | first text p50 / max (s) | largest gap p50 / max "
@@ -394,9 +452,10 @@ def main() -> int:
     with server_process(*command, *args.server_args.split()) as address:
         for name in args.settings:
             query, flush_after = SETTINGS[name]
-            started = time.monotonic()
             if args.streams == 1:
-                runs = asyncio.run(run_one_stream(address, utterances, query, flush_after))
+                runs = asyncio.run(
+                    run_one_stream(address, utterances, query, flush_after, endpoint)
+                )
                 per_decode = [r.engine_seconds / r.engine_batches for r in runs if r.engine_batches]
                 engine = float(np.mean(per_decode)) if per_decode else 0.0
             else:
@@ -409,6 +468,7 @@ def main() -> int:
                         args.streams,
                         args.seconds,
                         args.stagger,
+                        endpoint,
                     )
                 )
                 engine = seconds / batches if batches else 0.0
@@ -441,7 +501,6 @@ def main() -> int:
                         f"  {r.utterance.name} ttfs={r.ttfs} finals={len(r.finals)} {r.text!r}",
                         file=sys.stderr,
                     )
-            del started
     if args.peer:
         peer_runs = [asyncio.run(stream_peer(args.peer, u, args.peer_tail)) for u in utterances]
         settled = [t for r in peer_runs if (t := r.text_settled) is not None]
