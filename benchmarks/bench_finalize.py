@@ -181,7 +181,7 @@ def main() -> int:
     command = [sys.executable, "-m", "stt_server", "--engine", "whisper"]
     results: dict[str, list[tuple[float, str]]] = {m.label: [] for m in modes}
     started = time.monotonic()
-    with server_process(*command, "--model", str(model_dir)) as address:
+    with server_process(*command, "--model", str(model_dir), device="auto") as address:
         # Interleaved (mode after mode per utterance), so a load change on the machine
         # touches all three alike.
         for utterance in utterances:

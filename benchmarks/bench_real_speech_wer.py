@@ -153,7 +153,7 @@ def main() -> int:
         clean = [(u.audio, SAMPLE_RATE) for u in utterances]
         print("| largeGap | smallGap | WER | recordings with >1 final | finals | time (s) | load |")
         print("|---|---|---|---|---|---|---|")
-        with server_process(*command) as address:
+        with server_process(*command, device="auto") as address:
             for gap in args.large_gaps:
                 started = time.monotonic()
                 query = f"largeGap={gap}&smallGap={min(args.small_gap, gap / 2)}&{args.query}"
@@ -179,7 +179,7 @@ def main() -> int:
     del engine
     print("| version | whole-file WER | streamed WER | streamed − whole | >1 final | load |")
     print("|---|---|---|---|---|---|")
-    with server_process(*command) as address:
+    with server_process(*command, device="auto") as address:
         for name, items in versions.items():
             finals = stream_all(address, args.query, items)
             whole_wer = corpus_wer(refs, whole[name])

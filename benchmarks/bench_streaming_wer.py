@@ -78,7 +78,7 @@ def main() -> int:
     session_wers: list[float] = []
     started = time.monotonic()
     command = [sys.executable, "-m", "stt_server", "--engine", "whisper"]
-    with server_process(*command, "--model", str(model_dir)) as address:
+    with server_process(*command, "--model", str(model_dir), device="auto") as address:
         for recording in recordings:
             texts = asyncio.run(stream_many(address, recording, not args.fast, args.sessions))
             streamed.append(texts[0][0])

@@ -449,7 +449,9 @@ def main() -> int:
     )
     print(header)
     print("|---" * 10 + "|")
-    with server_process(*command, *args.server_args.split()) as address:
+    with server_process(*command, *args.server_args.split(), device="auto") as address:
+        health = httpx.get(f"http://{address}/health").json()
+        print(f"  server devices: {health.get('devices')}", file=sys.stderr)
         for name in args.settings:
             query, flush_after = SETTINGS[name]
             if args.streams == 1:
@@ -498,7 +500,8 @@ def main() -> int:
             if os.environ.get("BENCH_TTFS_VERBOSE"):
                 for r in runs:
                     print(
-                        f"  {r.utterance.name} ttfs={r.ttfs} finals={len(r.finals)} {r.text!r}",
+                        f"  {r.utterance.name} ttfs={r.ttfs} first text={r.first_text} "
+                        f"finals={len(r.finals)} {r.text!r}",
                         file=sys.stderr,
                     )
     if args.peer:

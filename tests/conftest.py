@@ -101,16 +101,20 @@ def whisper_server(server_settings: ServerSettings) -> Iterator[str]:
 
 @contextlib.contextmanager
 def server_process(
-    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None, device: str = "cpu"
 ) -> Iterator[str]:
     """Start the server as its own process (`args` is the command line without --host/--port;
-    `env` adds variables); yields `host:port` once /health answers 200, and stops it after."""
+    `env` adds variables); yields `host:port` once /health answers 200, and stops it after.
+
+    `device` is `STT_DEVICE`: tests keep to one CPU engine, even on a host with a GPU;
+    benchmarks pass `auto` to measure what `stt-server` runs by default (on a CPU host, one
+    whisper engine per core)."""
     port = free_port()
     address = f"127.0.0.1:{port}"
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
-        "STT_DEVICE": "cpu",
+        "STT_DEVICE": device,
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
